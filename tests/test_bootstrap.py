@@ -1,0 +1,15 @@
+from mimo2codex import bootstrap
+
+
+def test_requirements_pick_one_mitmproxy_line_per_python():
+    reqs = bootstrap.requirements(("test",))
+    assert sum(r.startswith("mitmproxy") for r in reqs) == 2  # one per Python range, exclusive markers
+    assert any(r.startswith("openai") for r in reqs)
+
+
+def test_running_inside_project_venv():
+    import mitmproxy.version
+
+    assert bootstrap.in_venv()
+    major = int(mitmproxy.version.VERSION.split(".")[0])
+    assert major == (11 if bootstrap.PYVER == "3.11" else 12)
