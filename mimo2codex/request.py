@@ -364,7 +364,7 @@ class _History:
             if cur is not None and cur["tool_calls"]:
                 self.flush()
             cur = self.current()
-            cur["content"] += text
+            cur["content"] = "\n\n".join(t for t in (cur["content"], text) if t)
             return
         self.flush()
         if role in ("system", "developer"):

@@ -1,0 +1,262 @@
+"""`python3 launch.py ...`: start the proxy, print client configs, run the offline demo, check rules.
+
+Runs inside the project venv (launch.py sees to that). The proxy itself is plain mitmdump/mitmweb
+with `-s addon/mimo.py`: this module only builds their command line, so `launch.py` and the
+README's mitmdump recipe are one code path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mimo2codex import __version__, rules
+
+ROOT = Path(__file__).resolve().parent.parent
+ADDON = ROOT / "addon" / "mimo.py"
+CONFDIR = ROOT / ".cache" / "mitmproxy"  # keeps a user's ~/.mitmproxy/config.yaml out of our behaviour
+DEFAULT_PORT = 8788
+DEFAULT_HOST = "127.0.0.1"
+CODEX_PROVIDER_ID = "mimo"
+LOCAL_PLACEHOLDER_KEY = "mimo2codex-local"
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def base_url_env(r: rules.Rules) -> str:
+    """MIMO_API_KEY -> MIMO_BASE_URL: each provider's URL override sits beside its key variable."""
+    return r.auth_env.removesuffix("_API_KEY").removesuffix("_KEY") + "_BASE_URL"
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--port", type=int, default=int(os.environ.get("MIMO2CODEX_PORT", DEFAULT_PORT)),
+                   help=f"listen port (env MIMO2CODEX_PORT, default {DEFAULT_PORT})")
+    p.add_argument("--host", default=os.environ.get("MIMO2CODEX_HOST", DEFAULT_HOST),
+                   help=f"bind address (env MIMO2CODEX_HOST, default {DEFAULT_HOST}; keep it on loopback)")
+    p.add_argument("--provider", "--rules", dest="rules", default=os.environ.get("MIMO2CODEX_RULES", "mimo"),
+                   help="provider name from rules/ or a rules YAML file (env MIMO2CODEX_RULES, default mimo)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="launch.py", description="mimo2codex: the OpenAI Codex CLI/app on Xiaomi MiMo, via mitmproxy.")
+    p.add_argument("--version", action="version", version=f"mimo2codex {__version__}")
+    add_common(p)
+    p.add_argument("--base-url", default=None, help="upstream Chat Completions base URL (env MIMO_BASE_URL; default from the rules)")
+    p.add_argument("--api-key", default=None, help="upstream API key (env MIMO_API_KEY, or the rules' auth.env)")
+    p.add_argument("--no-reasoning", action="store_true", default=env_flag("MIMO2CODEX_NO_REASONING"),
+                   help="turn the provider's thinking off (env MIMO2CODEX_NO_REASONING=1)")
+    p.add_argument("--hide-reasoning", action="store_true", default=env_flag("MIMO2CODEX_HIDE_REASONING"),
+                   help="keep thinking on but do not show it in Codex; it is still passed back between turns (env MIMO2CODEX_HIDE_REASONING=1)")
+    p.add_argument("--web-search", action="store_true", default=env_flag("MIMO2CODEX_WEB_SEARCH"),
+                   help="offer the provider's web search builtin (MiMo: activate the Web Search plugin first; env MIMO2CODEX_WEB_SEARCH=1)")
+    p.add_argument("-v", "--verbose", action="store_true", default=env_flag("MIMO2CODEX_VERBOSE"),
+                   help="log one line per translated request (env MIMO2CODEX_VERBOSE=1); no bodies, no keys")
+    p.add_argument("--web", action="store_true", help="run under mitmweb: watch every translated exchange in the browser")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    pc = sub.add_parser("print-config", help="print the ~/.codex/config.toml and auth.json snippets")
+    add_common(pc)
+    pc.add_argument("--env-key", action="store_true", help="use env_key instead of auth.json (Codex CLI only)")
+    pc.add_argument("--catalog", metavar="FILE", help="also write a Codex model catalog to FILE (enables the apply_patch tool)")
+    pcc = sub.add_parser("print-cc-switch", help="print the auth.json and config.toml blocks for cc-switch")
+    add_common(pcc)
+    demo = sub.add_parser("demo", help="run the whole chain offline (fake MiMo + proxy + a Codex-shaped request)")
+    demo.add_argument("--rules", dest="rules", default="mimo", help=argparse.SUPPRESS)
+    cr = sub.add_parser("check-rules", help="validate rules files (default: every file in rules/)")
+    cr.add_argument("files", nargs="*", metavar="FILE")
+    return p
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def load_rules(spec: str) -> rules.Rules:
+    try:
+        return rules.load(spec)
+    except rules.RulesError as e:
+        sys.exit(f"mimo2codex: bad rules: {e}")
+
+
+def proxy_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
+    return f"http://{shown}:{port}/v1"
+
+
+def codex_config(r: rules.Rules, host: str, port: int, *, env_key: bool = False, catalog: str | None = None) -> str:
+    lines = [f'model = "{r.default_model}"', f'model_provider = "{CODEX_PROVIDER_ID}"']
+    if catalog:
+        lines.append(f'model_catalog_json = "{catalog}"')
+    lines += ["", f"[model_providers.{CODEX_PROVIDER_ID}]", f'name = "{r.name} (via mimo2codex)"',
+              f'base_url = "{proxy_url(host, port)}"', 'wire_api = "responses"']
+    lines.append('env_key = "MIMO2CODEX_KEY"' if env_key else "requires_openai_auth = true")
+    # Retrying is the proxy's job (bounded, Retry-After aware); Codex's own loop would multiply it.
+    lines.append("request_max_retries = 1")
+    return "\n".join(lines)
+
+
+def auth_json() -> str:
+    return json.dumps({"OPENAI_API_KEY": LOCAL_PLACEHOLDER_KEY}, indent=2)
+
+
+def model_catalog(r: rules.Rules) -> dict:
+    """A Codex model catalog: with `apply_patch_tool_type: freeform` Codex offers its real apply_patch tool."""
+    levels = {"low": "Fast responses with lighter reasoning", "medium": "Balances speed and reasoning depth",
+              "high": "Greater reasoning depth for complex problems"}
+    models = []
+    for i, m in enumerate(r.models.values()):
+        efforts = [e for e in m.efforts if e in levels] or ["medium"]
+        models.append({
+            "slug": m.id, "display_name": m.id, "description": f"{r.name} via mimo2codex",
+            "apply_patch_tool_type": "freeform", "shell_type": "shell_command", "visibility": "list",
+            "supported_in_api": True, "priority": i + 1, "context_window": m.context or 128000,
+            "supported_reasoning_levels": [{"effort": e, "description": levels.get(e, e)} for e in efforts],
+            "default_reasoning_level": "medium" if "medium" in efforts else efforts[0],
+            "truncation_policy": {"mode": "tokens", "limit": 10000}, "supports_parallel_tool_calls": True,
+            "input_modalities": ["text", "image"] if m.vision else ["text"], "supports_reasoning_summaries": True,
+            "default_reasoning_summary": "none", "support_verbosity": False, "experimental_supported_tools": [],
+            "base_instructions": "You are Codex, a coding agent. Be precise, safe and helpful.",
+        })
+    return {"models": models}
+
+
+def cmd_print_config(args: argparse.Namespace) -> int:
+    r = load_rules(args.rules)
+    catalog = None
+    if args.catalog:
+        catalog = str(Path(args.catalog).expanduser().resolve())
+        Path(catalog).write_text(json.dumps(model_catalog(r), indent=1))
+        print(f"# model catalog written to {catalog}\n", file=sys.stderr)
+    if args.env_key:
+        print("# Codex CLI only: export MIMO2CODEX_KEY=anything in the shell that runs codex\n")
+        print("# append to ~/.codex/config.toml")
+        print(codex_config(r, args.host, args.port, env_key=True, catalog=catalog))
+    else:
+        print("# Step 1 - write ~/.codex/auth.json")
+        print(auth_json())
+        print("\n# Step 2 - append to ~/.codex/config.toml")
+        print(codex_config(r, args.host, args.port, catalog=catalog))
+    return 0
+
+
+def cmd_print_cc_switch(args: argparse.Namespace) -> int:
+    r = load_rules(args.rules)
+    print("# cc-switch → Codex → + → App-specific Provider → Custom")
+    print("# Keep `python3 launch.py` running; cc-switch only switches configs.\n")
+    print("# auth.json")
+    print(auth_json())
+    print("\n# config.toml")
+    print(codex_config(r, DEFAULT_HOST if args.host in ("0.0.0.0", "::") else args.host, args.port))
+    print(f"\n# name: {r.name} (via mimo2codex) — \"Fetch Models\" lists: {', '.join(r.listed_models())}")
+    return 0
+
+
+def cmd_check_rules(args: argparse.Namespace) -> int:
+    files = args.files or [str(rules.RULES_DIR / f"{n}.yaml") for n in rules.provider_names()]
+    bad = 0
+    for f in files:
+        try:
+            r = rules.load(f)
+            print(f"ok   {f}: {r.name}, {len(r.models)} models, default {r.default_model}")
+        except rules.RulesError as e:
+            bad += 1
+            print(f"FAIL {e}")
+    return 1 if bad else 0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def mitm_argv(args: argparse.Namespace, r: rules.Rules, base_url: str) -> list[str]:
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(base_url))
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    argv = ["-s", str(ADDON), "--mode", f"reverse:{origin}@{host}:{args.port}",
+            "--set", "connection_strategy=lazy", "--set", f"confdir={CONFDIR}",
+            "--set", f"mimo_rules={args.rules}", "--set", f"mimo_base_url={base_url}"]
+    if args.no_reasoning:
+        argv += ["--set", "mimo_reasoning=false"]
+    if args.hide_reasoning:
+        argv += ["--set", "mimo_show_reasoning=false"]
+    if args.web_search:
+        argv += ["--set", "mimo_web_search=true"]
+    if args.verbose:
+        argv += ["--set", "mimo_verbose=true"]
+    else:
+        argv += ["--set", "flow_detail=0"]
+    return argv
+
+
+def port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    r = load_rules(args.rules)
+    url_env = base_url_env(r)
+    base_url = (args.base_url or os.environ.get(url_env) or r.base_url).rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        sys.exit(f"mimo2codex: --base-url must start with http:// or https://, got {base_url!r}")
+    key = (args.api_key or os.environ.get(r.auth_env, "")).strip()
+    if not key:
+        sys.exit(f"mimo2codex: no API key for {r.name}.\n"
+                 f"  Set it with:  export {r.auth_env}=sk-...   (or pass --api-key sk-...)\n"
+                 f"  No key yet? `python3 launch.py demo` shows the whole chain offline.")
+    if not port_free(args.host, args.port):
+        sys.exit(f"mimo2codex: {args.host}:{args.port} is already in use; pick another with --port (and update base_url in Codex's config)")
+    os.environ[r.auth_env] = key  # the addon reads it from the environment: never an option, never logged
+    CONFDIR.mkdir(parents=True, exist_ok=True)
+    print(f"mimo2codex v{__version__} listening on http://{args.host}:{args.port}  ({'mitmweb' if args.web else 'mitmdump'})")
+    print(f"upstream: {r.name} at {base_url}  (key from {'--api-key' if args.api_key else r.auth_env}: set)")
+    if not is_loopback(args.host):
+        print(f"WARNING: listening on {args.host}, not loopback: anyone who can reach this port spends your {r.name} quota.",
+              file=sys.stderr)
+    print("\n# Point Codex at it (python3 launch.py print-config prints this again):")
+    print("# ~/.codex/auth.json\n" + auth_json())
+    print("# ~/.codex/config.toml\n" + codex_config(r, args.host, args.port) + "\n", flush=True)
+    from mitmproxy.tools import main as mitm_main
+
+    argv = mitm_argv(args, r, base_url)
+    if args.web:
+        mitm_main.mitmweb(argv)
+    else:
+        mitm_main.mitmdump(argv)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mimo2codex import demo
+
+    return demo.run(args.rules)
+
+
+COMMANDS = {
+    "print-config": cmd_print_config,
+    "print-cc-switch": cmd_print_cc_switch,
+    "check-rules": cmd_check_rules,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    return COMMANDS.get(args.command, cmd_run)(args)
