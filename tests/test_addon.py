@@ -1,0 +1,193 @@
+"""The mitmproxy adapter (addon/mimo.py) with mitmproxy's own test helpers: taddons and tflow."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mitmproxy import exceptions, http
+from mitmproxy.proxy import mode_specs
+from mitmproxy.test import taddons, tflow, tutils
+
+from addon.mimo import MimoTranslate
+
+KEY = "sk-addon-test-secret"
+UPSTREAM = "https://api.example.test/v1"
+
+
+def chunk(delta=None, finish=None, usage=False) -> bytes:
+    if usage:
+        body = {"id": "a" * 32, "object": "chat.completion.chunk", "created": 1, "model": "mimo-v2.5-pro", "choices": [],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                          "completion_tokens_details": {"reasoning_tokens": 2}, "prompt_tokens_details": {"cached_tokens": 4}}}
+    else:
+        d = {"content": None, "role": None, "tool_calls": None, "reasoning_content": None, **(delta or {})}
+        body = {"id": "a" * 32, "object": "chat.completion.chunk", "created": 1, "model": "mimo-v2.5-pro",
+                "choices": [{"index": 0, "delta": d, "finish_reason": finish}]}
+        if finish:
+            body["usage"] = None
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+TEXT_STREAM = b"".join([chunk({"role": "assistant", "content": ""}), chunk({"reasoning_content": "hmm"}),
+                        chunk({"content": "Hel"}), chunk({"content": "lo"}), chunk(finish="stop"), chunk(usage=True),
+                        b"data: [DONE]\n\n"])
+
+
+@pytest.fixture
+def tctx(monkeypatch):
+    monkeypatch.setenv("MIMO_API_KEY", KEY)
+    addon = MimoTranslate()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, mimo_base_url=UPSTREAM)
+        yield tctx, addon
+
+
+def responses_flow(body: dict | bytes, path: str = "/v1/responses", method: str = "POST") -> http.HTTPFlow:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    f = tflow.tflow(req=tutils.treq(method=method.encode(), path=path.encode(), content=content,
+                                    headers=http.Headers(host="127.0.0.1:8788", authorization="Bearer codex-dummy",
+                                                         content_type="application/json")))
+    f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:https://api.example.test")
+    return f
+
+
+def codex_body(stream=True) -> dict:
+    return {"model": "mimo-v2.5-pro", "stream": stream, "input": [{"type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "hi"}]}], "store": False, "prompt_cache_key": "x"}
+
+
+def test_healthz_and_models_answered_locally(tctx):
+    _, addon = tctx
+    f = responses_flow(b"", path="/healthz", method="GET")
+    addon.request(f)
+    health = json.loads(f.response.content)
+    assert health["ok"] is True and health["key"] == "set" and KEY not in f.response.text
+    f = responses_flow(b"", path="/v1/models", method="GET")
+    addon.request(f)
+    ids = [m["id"] for m in json.loads(f.response.content)["data"]]
+    assert "mimo-v2.5-pro" in ids and "mimo-v2.5-pro[1m]" in ids
+
+
+def test_unknown_path_in_reverse_mode_is_a_json_404(tctx):
+    _, addon = tctx
+    f = responses_flow(b"", path="/v1/chat/completions", method="GET")
+    addon.request(f)
+    assert f.response.status_code == 404
+    assert "POST /v1/responses" in json.loads(f.response.content)["error"]["message"]
+
+
+def test_request_rewritten_for_upstream_without_client_credentials(tctx):
+    _, addon = tctx
+    f = responses_flow(codex_body())
+    addon.request(f)
+    assert f.response is None
+    assert f.request.url == UPSTREAM + "/chat/completions"
+    assert f.request.headers["authorization"] == f"Bearer {KEY}"
+    assert "codex-dummy" not in str(f.request.headers)
+    assert f.request.headers["host"] == "api.example.test"
+    chat = json.loads(f.request.content)
+    assert chat["model"] == "mimo-v2.5-pro" and "prompt_cache_key" not in chat and chat["stream"] is True
+    assert json.loads(f.metadata["m2c.responses_request"])["prompt_cache_key"] == "x"
+
+
+def test_stream_translated_chunk_by_chunk_and_recorded_without_key(tctx):
+    _, addon = tctx
+    f = responses_flow(codex_body())
+    addon.request(f)
+    f.response = tutils.tresp(headers=http.Headers(content_type="text/event-stream", content_length="99"), content=None)
+    addon.responseheaders(f)
+    assert "content-length" not in f.response.headers and f.response.headers["transfer-encoding"] == "chunked"
+    assert KEY not in str(f.request.headers)  # redacted as soon as the request is on the wire
+    out = b""
+    for i in range(0, len(TEXT_STREAM), 7):  # arbitrary splits, as mitmproxy delivers them
+        part = f.response.stream(TEXT_STREAM[i : i + 7])
+        assert isinstance(part, list) and b"" not in part
+        out += b"".join(part)
+    out += b"".join(f.response.stream(b""))
+    assert b"response.output_text.delta" in out and out.rstrip().endswith(b"}")
+    assert b'"type":"response.completed"' in out.replace(b" ", b"")
+    import asyncio
+
+    asyncio.get_event_loop().run_until_complete(addon.response(f))
+    assert f.response.content == TEXT_STREAM
+    assert "in=10" in f.comment and "out=5" in f.comment
+    assert json.loads(f.metadata["m2c.response"])["output"][-1]["content"][0]["text"] == "Hello"
+
+
+async def test_upstream_error_becomes_failed_stream_for_stream_clients(tctx):
+    _, addon = tctx
+    f = responses_flow(codex_body())
+    addon.request(f)
+    body = b'data:{"error":{"code":"400","message":"Param Incorrect","param":"`text` is not set","type":""}}\n\n'
+    f.response = tutils.tresp(status_code=400, headers=http.Headers(content_type="text/event-stream"), content=body)
+    addon.responseheaders(f)
+    assert f.response.stream is False or f.response.stream is None
+    await addon.response(f)
+    assert f.response.status_code == 200 and f.response.headers["content-type"] == "text/event-stream"
+    text = f.response.text
+    assert "response.failed" in text and "`text` is not set" in text and "invalid_prompt" in text
+    assert f.marked
+
+
+async def test_upstream_error_is_json_for_non_stream_clients(tctx):
+    _, addon = tctx
+    f = responses_flow(codex_body(stream=False))
+    addon.request(f)
+    f.response = tutils.tresp(status_code=401, headers=http.Headers(content_type="application/json"),
+                              content=b'{"error":{"message":"Invalid API Key","param":"Please provide valid API Key","code":"401","type":"invalid_key"}}')
+    addon.responseheaders(f)
+    await addon.response(f)
+    err = json.loads(f.response.content)["error"]
+    assert f.response.status_code == 401 and "MIMO_API_KEY" in err["message"] and KEY not in f.response.text
+
+
+async def test_non_stream_client_gets_a_response_object(tctx):
+    _, addon = tctx
+    f = responses_flow(codex_body(stream=False))
+    addon.request(f)
+    f.response = tutils.tresp(headers=http.Headers(content_type="text/event-stream"), content=TEXT_STREAM)
+    addon.responseheaders(f)
+    await addon.response(f)
+    resp = json.loads(f.response.content)
+    assert resp["object"] == "response" and resp["status"] == "completed"
+    assert resp["output"][-1]["content"][0]["text"] == "Hello" and resp["usage"]["total_tokens"] == 15
+
+
+def test_bad_json_is_a_400_with_the_parser_message(tctx):
+    _, addon = tctx
+    f = responses_flow(b"{nope")
+    addon.request(f)
+    assert f.response.status_code == 400
+    assert "not valid JSON" in json.loads(f.response.content)["error"]["message"]
+
+
+def test_unknown_model_lists_known_ones(tctx):
+    _, addon = tctx
+    f = responses_flow({**codex_body(), "model": "gpt-5"})
+    addon.request(f)
+    err = json.loads(f.response.content)["error"]
+    assert f.response.status_code == 400 and "mimo-v2.6-pro" in err["message"] and err["code"] == "model_not_found"
+
+
+def test_missing_key_fails_clearly(tctx, monkeypatch):
+    _, addon = tctx
+    monkeypatch.delenv("MIMO_API_KEY")
+    f = responses_flow(codex_body())
+    addon.request(f)
+    assert "response.failed" in f.response.text and "MIMO_API_KEY" in f.response.text
+
+
+def test_bad_rules_option_is_refused(tctx, tmp_path):
+    tctx_, addon = tctx
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("provider: x\nmodels:\n  list: 5\n")
+    with pytest.raises(exceptions.OptionsError, match="bad.yaml:3: models.list"):
+        tctx_.configure(addon, mimo_rules=str(bad))
+
+
+def test_script_loads_like_mitmdump_s(monkeypatch):
+    monkeypatch.setenv("MIMO_API_KEY", KEY)
+    with taddons.context() as tctx:
+        script = tctx.script("addon/mimo.py")
+        assert any(type(a).__name__ == "MimoTranslate" for a in script.addons)
