@@ -1,0 +1,313 @@
+"""mimo2codex as a mitmproxy addon.
+
+    mitmdump -s addon/mimo.py --mode reverse:https://api.xiaomimimo.com@127.0.0.1:8788 \
+             --set connection_strategy=lazy
+
+`POST /v1/responses` is rewritten into a Chat Completions request for the provider named by the
+rules file, and the provider's streamed answer is translated back event by event through
+`flow.response.stream`. `GET /v1/models` and `GET /healthz` are answered locally. Translation
+itself lives in the mitmproxy-free `mimo2codex` package; this module only adapts it to hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+# mitmproxy puts only this directory on sys.path, and only while loading the script.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from mitmproxy import ctx, exceptions, http  # noqa: E402
+from mitmproxy.proxy import mode_specs  # noqa: E402
+
+from mimo2codex import __version__, errors, request, rules, secrets, upstream  # noqa: E402
+from mimo2codex.stream import ResponsesStream, translate_body  # noqa: E402
+from mimo2codex.turn import Turn  # noqa: E402
+
+log = logging.getLogger("mimo2codex")
+
+RESPONSES_PATHS = ("/v1/responses", "/responses")
+MODELS_PATHS = ("/v1/models", "/models")
+SSE = "text/event-stream"
+META = "m2c."  # flow.metadata key prefix; values stay tnetstring-serialisable (str/int/bool)
+
+
+class Tee:
+    """The `flow.response.stream` callable: upstream Chat SSE in, Responses SSE out, both kept."""
+
+    def __init__(self, sm: ResponsesStream) -> None:
+        self.sm = sm
+        self.raw = bytearray()
+        self.out = bytearray()
+        self.started = time.monotonic()
+
+    def __call__(self, data: bytes) -> list[bytes]:
+        if data:
+            self.raw += data
+            out = self.sm.feed(data)
+        else:  # upstream body complete
+            out = self.sm.finish()
+        self.out += out
+        return [out] if out else []  # never b"" mid-stream: on HTTP/1 chunked it would end the body
+
+
+class MimoTranslate:
+    """Answers the Responses API by translating to and from a Chat Completions provider."""
+
+    def __init__(self) -> None:
+        self.rules: rules.Rules | None = None
+        self.turns: dict[str, Turn] = {}
+        self.tees: dict[str, Tee] = {}
+
+    def load(self, loader) -> None:
+        loader.add_option("mimo_rules", str, "mimo", "Provider rules: a name from rules/ or a YAML file path.")
+        loader.add_option("mimo_base_url", str, "", "Upstream Chat Completions base URL (default: the rules' base_url).")
+        loader.add_option("mimo_api_key_env", str, "",
+                          "Environment variable holding the upstream API key (default: the rules' auth.env). "
+                          "The key itself is never an option, so it cannot show up in mitmweb or saved options.")
+        loader.add_option("mimo_reasoning", bool, True, "Ask the provider to think (reasoning on).")
+        loader.add_option("mimo_show_reasoning", bool, True, "Show the provider's reasoning to the client as summaries.")
+        loader.add_option("mimo_web_search", bool, False, "Offer the provider's web search builtin (needs it enabled in the provider console).")
+        loader.add_option("mimo_verbose", bool, False, "Log one line per translated request.")
+        loader.add_option("mimo_upstream_timeout", int, 600, "Seconds to wait for a retried upstream request.")
+
+    def configure(self, updated: set[str]) -> None:
+        if "mimo_rules" in updated or self.rules is None:
+            try:
+                self.rules = rules.load(ctx.options.mimo_rules)
+            except rules.RulesError as e:
+                raise exceptions.OptionsError(f"mimo_rules: {e}") from None
+        if "mimo_base_url" in updated and ctx.options.mimo_base_url:
+            if not ctx.options.mimo_base_url.startswith(("http://", "https://")):
+                raise exceptions.OptionsError(f"mimo_base_url must start with http:// or https://, got {ctx.options.mimo_base_url!r}")
+        if "mimo_verbose" in updated:
+            log.setLevel(logging.INFO if ctx.options.mimo_verbose else logging.WARNING)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    # Plain methods, not properties: mitmproxy's command collector getattr()s every attribute.
+    def base_url(self) -> str:
+        return (ctx.options.mimo_base_url or self.rules.base_url).rstrip("/")
+
+    def key_env(self) -> str:
+        return ctx.options.mimo_api_key_env or self.rules.auth_env
+
+    def api_key(self) -> str:
+        return os.environ.get(self.key_env(), "").strip()
+
+    def scrub(self, text: str) -> str:
+        return secrets.scrub(text, self.api_key())
+
+    @staticmethod
+    def local(flow: http.HTTPFlow, status: int, body: bytes, content_type: str = "application/json") -> None:
+        flow.response = http.Response.make(status, body, {"content-type": content_type, "cache-control": "no-store"})
+
+    def reply_error(self, flow: http.HTTPFlow, mapped: errors.MappedError, turn: Turn | None = None) -> None:
+        """Answer with an error the client acts on: a failed stream for stream turns, JSON otherwise."""
+        mapped = dataclasses.replace(mapped, message=self.scrub(mapped.message))
+        flow.metadata[META + "error"] = f"{mapped.code}: {mapped.message}"
+        if turn is not None and turn.stream:
+            self.local(flow, 200, errors.failed_stream(turn, mapped), SSE)
+        else:
+            self.local(flow, mapped.status, errors.error_body(mapped))
+        flow.comment = f"{turn.model if turn else ''} ✗ {mapped.code}: {mapped.message}"[:300]
+        flow.marked = ":x:"
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        path = flow.request.path.split("?", 1)[0].rstrip("/") or "/"
+        method = flow.request.method
+        if method == "POST" and path in RESPONSES_PATHS:
+            self.translate_request(flow)
+        elif method == "GET" and path in MODELS_PATHS:
+            now = int(time.time())
+            data = [{"id": m, "object": "model", "created": now, "owned_by": self.rules.provider} for m in self.rules.listed_models()]
+            self.local(flow, 200, json.dumps({"object": "list", "data": data}).encode())
+        elif method == "GET" and path in ("/healthz", "/v1/healthz"):
+            body = {"ok": True, "name": "mimo2codex", "version": __version__, "provider": self.rules.provider,
+                    "upstream": self.base_url(), "key": "set" if self.api_key() else "missing"}
+            self.local(flow, 200, json.dumps(body).encode())
+        elif isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
+            msg = f"{method} {path} is not served here; mimo2codex answers POST /v1/responses, GET /v1/models and GET /healthz"
+            self.local(flow, 404, errors.error_body(errors.client_error(msg, code="not_found", status=404)))
+
+    def translate_request(self, flow: http.HTTPFlow) -> None:
+        rules_ = self.rules
+        try:
+            body = json.loads(flow.request.get_content(strict=False) or b"")
+        except ValueError as e:
+            self.reply_error(flow, errors.client_error(f"request body is not valid JSON: {e}"))
+            return
+        try:
+            chat, turn = request.to_chat(body, rules_, thinking=ctx.options.mimo_reasoning,
+                                         show_reasoning=ctx.options.mimo_show_reasoning,
+                                         web_search=ctx.options.mimo_web_search)
+        except request.BadRequest as e:
+            self.reply_error(flow, errors.client_error(e.message, param=e.param, code=e.code, status=e.status))
+            return
+        key = self.api_key()
+        if not key:
+            msg = f"no upstream API key: set {self.key_env()} (or pass --api-key to launch.py) and restart mimo2codex"
+            self.reply_error(flow, errors.client_error(msg, code="invalid_prompt", status=401), turn)
+            return
+        flow.metadata[META + "responses_request"] = json.dumps(body, ensure_ascii=False)
+        flow.metadata[META + "model"] = turn.model
+        flow.metadata[META + "stream"] = turn.stream
+        flow.metadata[META + "provider"] = rules_.provider
+        payload = json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode()
+        flow.metadata[META + "chat_request"] = payload.decode()
+        req = flow.request
+        # Fresh headers: Codex's own (its bearer, session ids, turn metadata) are not the provider's business.
+        req.headers = http.Headers(content_type="application/json", accept=SSE, accept_encoding="identity",
+                                   user_agent=f"mimo2codex/{__version__}")
+        req.url = rules_.chat_url(self.base_url())  # one assignment fixes scheme, host, port and path
+        default_port = {"http": 80, "https": 443}.get(req.scheme)
+        req.headers["host"] = req.host if req.port == default_port else f"{req.host}:{req.port}"
+        req.headers[rules_.auth_header] = rules_.auth_value(key)
+        req.content = payload
+        self.turns[flow.id] = turn
+        log.info("→ %s %s: %d messages, %d tools, stream=%s, thinking=%s", rules_.provider, chat.get("model"),
+                 len(chat["messages"]), len(chat.get("tools", [])), turn.stream, turn.thinking)
+        for warning in turn.warnings:
+            log.info("  %s", warning)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        turn = self.turns.get(flow.id)
+        if turn is None:
+            return
+        secrets.redact_headers(flow.request.headers)  # sent by now; never let it reach a flow file
+        resp = flow.response
+        if resp.status_code != 200 or SSE not in resp.headers.get("content-type", "") or not turn.stream:
+            return  # errors and non-stream clients are handled whole in `response`
+        resp.headers.pop("content-length", None)
+        if resp.http_version == "HTTP/1.1":
+            resp.headers["transfer-encoding"] = "chunked"
+        resp.headers["cache-control"] = "no-cache"
+        resp.stream = self.tees[flow.id] = Tee(ResponsesStream(turn, self.rules))
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        turn = self.turns.pop(flow.id, None)
+        if turn is None:
+            return
+        secrets.redact_headers(flow.request.headers)
+        tee = self.tees.pop(flow.id, None)
+        if tee is not None:
+            flow.response.content = bytes(tee.raw)  # what the provider sent, for flow files and replays
+            self.annotate(flow, tee.sm, bytes(tee.raw), bytes(tee.out))
+            return
+        resp = flow.response
+        status, body, headers = resp.status_code, resp.get_content(strict=False) or b"", dict(resp.headers)
+        if status != 200:
+            status, headers, body = await self.retry(flow, status, headers, body)
+        if status != 200:
+            flow.metadata[META + "upstream_body"] = body.decode("utf-8", "replace")
+            self.reply_error(flow, errors.map_upstream(self.rules, status, body, headers), turn)
+            return
+        out, sm = translate_body(turn, self.rules, body, headers.get("content-type", ""))
+        if turn.stream:
+            self.local(flow, 200, out, SSE)
+        else:
+            self.local(flow, 200, json.dumps(sm.response, ensure_ascii=False).encode())
+        self.annotate(flow, sm, body, out)
+
+    async def retry(self, flow: http.HTTPFlow, status: int, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
+        """Retry 429/5xx answers within the rules' budget; the answer then goes out whole."""
+        budget = float(self.rules.retry["max_wait"])
+        attempts = int(self.rules.retry["attempts"])
+        url = self.rules.chat_url(self.base_url())
+        send = {"content-type": "application/json", "accept": SSE, "accept-encoding": "identity",
+                "user-agent": f"mimo2codex/{__version__}", self.rules.auth_header: self.rules.auth_value(self.api_key())}
+        payload = flow.metadata[META + "chat_request"].encode()
+        tries = []
+        for attempt in range(1, attempts + 1):
+            mapped = errors.map_upstream(self.rules, status, body, headers)
+            if not mapped.retry:
+                break
+            delay = upstream.retry_delay(attempt, float(self.rules.retry["base_delay"]), mapped.retry_after)
+            if delay > budget:
+                break
+            budget -= delay
+            tries.append(f"{status} → retry in {delay:.1f}s")
+            await asyncio.sleep(delay)
+            try:
+                status, headers, body = await asyncio.to_thread(upstream.post, url, send, payload, ctx.options.mimo_upstream_timeout)
+            except OSError as e:
+                status, headers, body = 502, {}, json.dumps({"error": {"message": self.scrub(f"upstream unreachable: {e}")}}).encode()
+        if tries:
+            flow.metadata[META + "retries"] = "; ".join(tries)
+            log.info("retried %s: %s → %s", flow.metadata.get(META + "model"), "; ".join(tries), status)
+        return status, headers, body
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        turn = self.turns.pop(flow.id, None)
+        tee = self.tees.pop(flow.id, None)
+        if turn is None:
+            return
+        secrets.redact_headers(flow.request.headers)
+        msg = self.scrub(flow.error.msg if flow.error else "connection failed")
+        if tee is None:
+            flow.metadata[META + "error"] = msg
+            return
+        if flow.response is not None:
+            flow.response.content = bytes(tee.raw)
+        tail = tee.sm.fail("server_error", f"upstream connection lost mid-stream: {msg}")
+        tee.out += tail
+        if tail and "client disconnected" not in msg.lower():
+            write_to_client(flow, tail)
+        self.annotate(flow, tee.sm, bytes(tee.raw), bytes(tee.out))
+
+    def done(self) -> None:
+        # Flows still in flight at shutdown are written by Save's done(), which runs after ours.
+        for flow_id in list(self.turns):
+            self.turns.pop(flow_id, None)
+
+    def annotate(self, flow: http.HTTPFlow, sm: ResponsesStream, upstream_body: bytes, client_body: bytes) -> None:
+        flow.metadata[META + "upstream_body"] = upstream_body.decode("utf-8", "replace")
+        flow.metadata[META + "client_body"] = client_body.decode("utf-8", "replace")
+        flow.metadata[META + "response"] = json.dumps(sm.response, ensure_ascii=False)
+        s = sm.summary
+        tools = ",".join(s.get("tool_calls") or []) or "-"
+        line = (f"{s.get('model')} {s.get('status')} in={s.get('input_tokens', 0)} (cached {s.get('cached_tokens', 0)}) "
+                f"out={s.get('output_tokens', 0)} (reasoning {s.get('reasoning_tokens', 0)}) tools={tools}")
+        if s.get("error"):
+            line += f" error={s['error']}"
+            flow.marked = ":x:"
+        if flow.response and flow.response.timestamp_end and flow.request.timestamp_start:
+            line += f" {flow.response.timestamp_end - flow.request.timestamp_start:.2f}s"
+        flow.comment = self.scrub(line)
+        if ctx.options.mimo_verbose:
+            log.info("← %s", flow.comment)
+
+
+def write_to_client(flow: http.HTTPFlow, data: bytes) -> bool:
+    """Append a last chunk (and the chunked terminator) to a response whose upstream broke.
+
+    mitmproxy offers no public way to send data after an upstream protocol error: it only closes
+    the client connection. Writing to the client transport directly (private API, pinned by a test
+    on mitmproxy 11 and 12) lets the client see `response.failed` instead of a truncated body.
+    """
+    try:
+        handler = ctx.master.addons.get("proxyserver").connections[flow.client_conn.id]
+        writer = handler.transports[handler.client].writer
+        if flow.response is not None and flow.response.headers.get("transfer-encoding", "").lower() == "chunked":
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+        else:
+            writer.write(data)
+        return True
+    except Exception as e:  # private API moved: fall back to mitmproxy's plain close
+        log.debug("could not append the failure event: %r", e)
+        return False
+
+
+addons = [MimoTranslate()]
