@@ -176,6 +176,11 @@ def test_token_plan_family():
         assert call(tp, body(), key="tp-abc", auth="api-key")[0] == 401
     with pytest.raises(ValueError, match="token_plan"):
         FakeMimo(keys=("tp-abc",))
+    with pytest.raises(ValueError, match="payg"):
+        FakeMimo(keys=("sk-abc",), host_family="token_plan")
+    with FakeMimo(keys=("demo-key",)).start() as demo:   # explicit neutral keys are fine for demos
+        assert call(demo, body(), key="demo-key")[0] == 200
+        assert call(demo, body(), key="sk-test")[0] == 401
     with FakeMimo(keys=None).start() as anykey:
         assert call(anykey, body(), key="sk-whatever")[0] == 200
         assert call(anykey, body(), key="tp-whatever")[0] == 401

@@ -81,10 +81,13 @@ class MimoProfile(Profile):
         super().__init__(keys)
         self.host_family = host_family
         self.prefix = HOST_FAMILIES[host_family]
+        # Keys are bound to their host family: the other family's prefix can never work here.
+        # Explicitly configured keys with neither prefix (e.g. "demo-key") are allowed for demos.
+        other = {v: f for f, v in HOST_FAMILIES.items()}
         for k in self.keys or ():
-            if not k.startswith(self.prefix):
-                raise ValueError(f"key {k[:3]}... can never work on a {host_family} fake (needs prefix {self.prefix!r}); "
-                                 f"pass host_family={'token_plan' if k.startswith('tp-') else 'payg'!r}")
+            for pfx, fam in other.items():
+                if fam != host_family and k.startswith(pfx):
+                    raise ValueError(f"a {pfx} key can never work on a {host_family} fake; pass host_family={fam!r}")
         # Token Plan: a live report saw `api-key:` refused there while Bearer worked -> Bearer only.
         self.accept_api_key_header = host_family == "payg"
         self.web_search_enabled = web_search_enabled
@@ -122,7 +125,9 @@ class MimoProfile(Profile):
 
     # ---- auth: keys are bound to their host family -----------------------------------------
     def key_accepted(self, key: str) -> bool:
-        return key.startswith(self.prefix) and super().key_accepted(key)
+        if self.keys is None:   # "any key" mode still needs the family's prefix
+            return key.startswith(self.prefix)
+        return key in self.keys
 
     # ---- web search plugin -----------------------------------------------------------------
     def check_builtin_tool(self, t: dict, info: ModelInfo) -> None:
