@@ -1,0 +1,100 @@
+"""launch.py as a user runs it: subcommands, refusals, and the proxy it starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mimo2codex import proxyproc
+from mimo2codex.fakes.mimo import FakeMimo
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCH = [sys.executable, str(ROOT / "launch.py")]
+
+
+def run(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if k not in ("MIMO_API_KEY", "MIMO_BASE_URL")}
+    full.update(env or {})
+    return subprocess.run([*LAUNCH, *args], capture_output=True, text=True, timeout=timeout, env=full, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("cmd", [[], ["print-config"], ["print-cc-switch"], ["demo"], ["check-rules"]])
+def test_help_on_every_subcommand(cmd):
+    r = run(*cmd, "--help")
+    assert r.returncode == 0 and "usage:" in r.stdout
+
+
+def test_print_config_points_codex_at_the_proxy(tmp_path):
+    catalog = tmp_path / "catalog.json"
+    r = run("print-config", "--port", "9123", "--catalog", str(catalog))
+    assert r.returncode == 0
+    assert 'base_url = "http://127.0.0.1:9123/v1"' in r.stdout and 'wire_api = "responses"' in r.stdout
+    assert "requires_openai_auth = true" in r.stdout and "mimo2codex-local" in r.stdout
+    assert f'model_catalog_json = "{catalog}"' in r.stdout
+    models = json.loads(catalog.read_text())["models"]
+    assert {m["slug"] for m in models} >= {"mimo-v2.6-pro", "mimo-v2.5-pro"}
+    assert all(m["apply_patch_tool_type"] == "freeform" for m in models)
+    env = run("print-config", "--env-key")
+    assert 'env_key = "MIMO2CODEX_KEY"' in env.stdout and "requires_openai_auth" not in env.stdout
+
+
+def test_print_cc_switch_lists_models():
+    r = run("print-cc-switch")
+    assert r.returncode == 0 and "# auth.json" in r.stdout and "mimo-v2.5-pro[1m]" in r.stdout
+
+
+def test_check_rules_ok_and_precise_failure(tmp_path):
+    assert run("check-rules").returncode == 0
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("provider: broken\nname: B\nbase_url: http://x\nmodels:\n  default: m\n  list:\n    - {id: m, context: big}\n")
+    r = run("check-rules", str(bad))
+    assert r.returncode == 1 and "broken.yaml:7: models.list[0].context: must be an integer" in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_refuses_to_start_without_a_key():
+    r = run("--port", str(proxyproc.free_port()))
+    assert r.returncode != 0 and "MIMO_API_KEY" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_refuses_a_busy_port():
+    with FakeMimo().start() as fake:
+        r = run("--port", str(fake.port), env={"MIMO_API_KEY": "sk-test"})
+    assert r.returncode != 0 and "already in use" in r.stderr
+
+
+def test_launch_serves_healthz_and_translates(tmp_path):
+    port = proxyproc.free_port()
+    with FakeMimo(keys=("sk-launch-secret",)).start() as fake:
+        fake.queue({"text": "hi from launch"})
+        log = open(tmp_path / "out.log", "wb")
+        proc = subprocess.Popen([*LAUNCH, "--port", str(port), "--base-url", fake.base_url, "--api-key", "sk-launch-secret"],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            proxyproc.wait_port(port, proc)
+            health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read())
+            assert health["ok"] is True and health["upstream"] == fake.base_url
+            body = json.dumps({"model": "mimo-v2.5-pro", "input": "hi", "stream": False}).encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/responses", data=body,
+                                         headers={"content-type": "application/json"})
+            resp = json.loads(urllib.request.urlopen(req, timeout=30).read())
+            assert resp["output"][-1]["content"][0]["text"] == "hi from launch"
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(15)
+    out = (tmp_path / "out.log").read_text()
+    assert f"listening on http://127.0.0.1:{port}" in out and "sk-launch-secret" not in out
+
+
+def test_demo_runs_offline():
+    r = run("demo", timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "response.completed" in r.stdout and "assistant.reasoning_content: \"The user wants" in r.stdout
+    assert "its own key only" in r.stdout
