@@ -1,0 +1,242 @@
+"""Server-sent events both ways: an incremental parser for the provider's Chat stream and a cheap
+encoder for the Responses events we send back.
+
+The parser works on bytes and only ever cuts at line ends, so a UTF-8 character split across two
+upstream reads is reassembled before anything is decoded (json.loads takes the bytes as they are).
+The encoder is on the hot path (one call per upstream token): full events are serialised once,
+deltas go through a pre-rendered template where only the sequence number and the delta string
+are filled in (see mitmproxy-notes §10 for the budget).
+"""
+
+from __future__ import annotations
+
+import json
+from json.encoder import encode_basestring
+from typing import Any, Iterator
+
+DONE = b"[DONE]"
+
+# ----------------------------------------------------------------------------------------------
+# Parsing
+
+
+class SSEParser:
+    """Feed raw bytes, get back complete events as (event name or None, data bytes).
+
+    Accepts `data:` with or without the space, multi-line data (joined with "\\n"), `event:`,
+    `id:`, `retry:` and comment lines, LF / CRLF / CR line ends, and frames split or merged at any
+    byte. The data of `[DONE]` is returned like any other (compare with DONE).
+    """
+
+    __slots__ = ("_buf", "_data", "_event", "_cr")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._data: list[bytes] = []
+        self._event: str | None = None
+        self._cr = False  # the previous feed ended on "\r": a "\n" opening this one belongs to it
+
+    def feed(self, data: bytes) -> list[tuple[str | None, bytes]]:
+        if not data:
+            return []
+        if (
+            data[:6] == b"data: "
+            and data[-2:] == b"\n\n"
+            and not self._buf
+            and not self._data
+            and not self._cr
+            and self._event is None
+            and b"\r" not in data
+        ):
+            # The usual read: whole `data: ...` frames and nothing else.
+            frames = data[6:-2].split(b"\n\ndata: ")
+            if b"\n" not in data[6:-2] or not any(b"\n" in f for f in frames):
+                return [(None, f) for f in frames]
+        if self._cr:
+            self._cr = False
+            if data[:1] == b"\n":
+                data = data[1:]
+        if b"\r" in data:
+            if data[-1:] == b"\r":
+                self._cr = True
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = data.rfind(b"\n")
+        if end < 0:
+            self._buf += data
+            return []
+        if self._buf:
+            self._buf += data[: end + 1]
+            block = bytes(self._buf)
+            self._buf = bytearray(data[end + 1 :])
+        else:
+            block = data[: end + 1]
+            if end + 1 < len(data):
+                self._buf += data[end + 1 :]
+        return self._lines(block.split(b"\n")[:-1])
+
+    def close(self) -> list[tuple[str | None, bytes]]:
+        """End of input: an unterminated last line and a frame without its blank line still count."""
+        lines = [bytes(self._buf)] if self._buf else []
+        self._buf = bytearray()
+        self._cr = False
+        lines.append(b"")
+        return self._lines(lines)
+
+    def _lines(self, lines: list[bytes]) -> list[tuple[str | None, bytes]]:
+        out: list[tuple[str | None, bytes]] = []
+        data = self._data
+        for line in lines:
+            if line[:6] == b"data: ":
+                data.append(line[6:])
+            elif not line:
+                if data:
+                    out.append((self._event, data[0] if len(data) == 1 else b"\n".join(data)))
+                    data.clear()
+                self._event = None
+            elif line[:1] == b":":
+                continue
+            else:
+                name, sep, value = line.partition(b":")
+                if value[:1] == b" ":
+                    value = value[1:]
+                if name == b"data":
+                    data.append(value)
+                elif name == b"event":
+                    self._event = value.decode("utf-8", "replace")
+                # id / retry / unknown fields: nothing we act on
+        return out
+
+
+def payloads(body: bytes) -> list[bytes]:
+    """The data of every event in a complete SSE body."""
+    parser = SSEParser()
+    return [d for _, d in parser.feed(body) + parser.close()]
+
+
+def iter_events(body: bytes) -> Iterator[dict]:
+    """The JSON events of a complete SSE body (e.g. our own Responses output); [DONE] and
+    non-JSON data are skipped."""
+    for data in payloads(body):
+        if data.strip() == DONE:
+            continue
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            yield obj
+
+
+def strip_data_prefix(body: bytes) -> bytes:
+    """A body that may be SSE framed (`data:{...}` / `data: {...}`, as MiMo sends errors on stream
+    requests) reduced to its first payload; anything else unchanged apart from outer whitespace."""
+    text = body.strip()
+    if text[:5] in (b"data:", b"event") or text[:1] == b":":
+        found = [p for p in payloads(text) if p.strip() and p.strip() != DONE]
+        if found:
+            return found[0].strip()
+    return text
+
+
+# ----------------------------------------------------------------------------------------------
+# Encoding
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _clean(text: str) -> str:
+    """Pair up surrogate halves that arrived in separate pieces; replace lone ones."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def dumps(obj: Any) -> bytes:
+    try:
+        return _ENCODER.encode(obj).encode()
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def dump_str(text: str) -> bytes:
+    """JSON string literal for one delta (the hot path)."""
+    try:
+        return encode_basestring(text).encode()
+    except UnicodeEncodeError:
+        return encode_basestring(_clean(text)).encode()
+
+
+def event(etype: str, seq: int, fields: dict) -> bytes:
+    """One Responses event: `event: <type>` + `data: {"type","sequence_number",...fields}`."""
+    body = {"type": etype, "sequence_number": seq}
+    body.update(fields)
+    return b"event: " + etype.encode() + b"\ndata: " + dumps(body) + b"\n\n"
+
+
+class DeltaTemplate:
+    """A delta event pre-rendered around two holes: the sequence number and the delta string.
+
+    `render(seq, text)` costs one string escape and one bytes format instead of a dict build and
+    a full json.dumps per token.
+    """
+
+    __slots__ = ("_tmpl",)
+
+    def __init__(self, etype: str, before: dict, key: str = "delta", after: dict | None = None) -> None:
+        head = dumps(before)[1:-1].replace(b"%", b"%%")
+        tail = dumps(after)[1:-1].replace(b"%", b"%%") if after else b""
+        self._tmpl = (
+            b"event: " + etype.encode() + b'\ndata: {"type":' + dump_str(etype) + b',"sequence_number":%d'
+            + (b"," + head if head else b"") + b',"' + key.encode() + b'":%b'
+            + (b"," + tail if tail else b"") + b"}\n\n"
+        )
+
+    def render(self, seq: int, text: str) -> bytes:
+        return self._tmpl % (seq, dump_str(text))
+
+
+# ----------------------------------------------------------------------------------------------
+# The Response object every lifecycle event carries
+
+
+def usage_from_chat(usage: Any) -> dict | None:
+    """Chat `usage` -> Responses `usage` (None when the provider sent none). Providers that keep
+    the counts elsewhere are normalised before this by the rules' `response.usage` chunk hook."""
+    if not isinstance(usage, dict):
+        return None
+
+    def num(d: Any, key: str) -> int:
+        v = d.get(key) if isinstance(d, dict) else None
+        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
+
+    inp, out = num(usage, "prompt_tokens"), num(usage, "completion_tokens")
+    return {
+        "input_tokens": inp,
+        # cache_write_tokens: the openai SDK types require it; providers do not report it.
+        "input_tokens_details": {"cached_tokens": num(usage.get("prompt_tokens_details"), "cached_tokens"), "cache_write_tokens": 0},
+        "output_tokens": out,
+        "output_tokens_details": {"reasoning_tokens": num(usage.get("completion_tokens_details"), "reasoning_tokens")},
+        "total_tokens": num(usage, "total_tokens") or inp + out,
+    }
+
+
+def response_object(turn: Any, status: str, output: list | None = None, *, usage: dict | None = None,
+                    error: dict | None = None, incomplete_details: dict | None = None) -> dict:
+    """The Response object for `turn`: our own facts, then the request fields it echoes."""
+    resp: dict[str, Any] = {
+        "id": turn.response_id,
+        "object": "response",
+        "created_at": turn.created_at,
+        "status": status,
+        "model": turn.model,
+        "output": output if output is not None else [],
+    }
+    # Required by the Response schema; the request side's echo (turn.echo) says what was asked.
+    for key, value in (("parallel_tool_calls", True), ("tool_choice", "auto"), ("tools", []), *(turn.echo or {}).items()):
+        if key not in _OWN:
+            resp[key] = value
+    resp["usage"] = usage
+    resp["error"] = error
+    resp["incomplete_details"] = incomplete_details
+    return resp
+
+
+_OWN = frozenset({"id", "object", "created_at", "status", "model", "output", "usage", "error", "incomplete_details"})
