@@ -9,14 +9,17 @@ mimo2codex.proxyproc. One proxy and one fake serve the whole module; the fake is
 from __future__ import annotations
 
 import json
-import time
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from mimo2codex import proxyproc
 from mimo2codex.fakes.mimo import FakeMimo
-from tests.support.codex_cli import DUMMY_KEY, require_codex, run_codex
+from tests.support.codex_cli import DUMMY_KEY, ROOT, require_codex, run_codex
 
 pytestmark = [pytest.mark.codex, pytest.mark.e2e]
 
@@ -269,3 +272,45 @@ def test_finish_reason_length_is_incomplete(e2e):
     assert any("Incomplete response returned, reason: max_output_tokens" in m
                for m in r.error_messages), e2e.why(r)
     assert len(e2e.chats) == 1  # incomplete is not retried
+
+
+def test_front_door_launch_py_with_print_config_catalog(fake, tmp_path):
+    """The user's path: `python3 launch.py --port P --base-url ... --api-key K` and the catalog
+    from `launch.py print-config --catalog FILE`, then Codex writes a file through it."""
+    fake.reset()
+    port = proxyproc.free_port()
+    catalog = tmp_path / "catalog.json"
+    env = {k: v for k, v in os.environ.items() if k != "MIMO_API_KEY"}
+    subprocess.run([sys.executable, str(ROOT / "launch.py"), "print-config", "--catalog", str(catalog)],
+                   check=True, capture_output=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+    log = open(tmp_path / "launch.log", "wb")
+    proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--port", str(port),
+                             "--base-url", fake.base_url, "--api-key", KEY],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    try:
+        proxyproc.wait_port(port, proc, timeout=60)
+        work = tmp_path / "work"
+        work.mkdir()
+        patch = "*** Begin Patch\n*** Add File: notes.md\n+# via launch.py\n*** End Patch\n"
+        fake.queue({"reasoning": "Add the file.",
+                    "tool_calls": [{"name": "apply_patch", "arguments": json.dumps({"input": patch})}]},
+                   {"text": "notes.md written."})
+        r = run_codex(f"http://127.0.0.1:{port}/v1", "write notes.md", workdir=work,
+                      catalog=catalog, sandbox="workspace-write", timeout=60)
+        launch_log = (tmp_path / "launch.log").read_text(errors="replace")
+        why = f"{r}\n--- launch.py log ---\n{launch_log[-3000:]}"
+        assert r.returncode == 0, why
+        assert (work / "notes.md").read_text() == "# via launch.py\n", why
+        assert r.final_message == "notes.md written."
+        assert [q.headers.get("authorization") for q in fake.chat_requests] == [f"Bearer {KEY}"] * 2
+        assert KEY not in launch_log and DUMMY_KEY not in launch_log
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
