@@ -32,6 +32,8 @@ from mimo2codex import __version__, errors, request, rules, secrets, upstream  #
 from mimo2codex.stream import ResponsesStream, translate_body  # noqa: E402
 from mimo2codex.turn import Turn  # noqa: E402
 
+from addon import guard  # noqa: E402
+
 log = logging.getLogger("mimo2codex")
 
 RESPONSES_PATHS = ("/v1/responses", "/responses")
@@ -146,7 +148,7 @@ class MimoTranslate:
         rules_ = self.rules
         try:
             body = json.loads(flow.request.get_content(strict=False) or b"")
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
             self.reply_error(flow, errors.client_error(f"request body is not valid JSON: {e}"))
             return
         try:
@@ -155,6 +157,11 @@ class MimoTranslate:
                                          web_search=ctx.options.mimo_web_search)
         except request.BadRequest as e:
             self.reply_error(flow, errors.client_error(e.message, param=e.param, code=e.code, status=e.status))
+            return
+        except Exception as e:  # an input shape to_chat did not foresee: still a 4xx, never forwarded untranslated
+            log.warning("could not translate a request: %r", e)
+            self.reply_error(flow, errors.client_error(f"request could not be translated ({type(e).__name__}: {e}); "
+                                                       "check the types of its fields"))
             return
         key = self.api_key()
         if not key:
@@ -310,4 +317,4 @@ def write_to_client(flow: http.HTTPFlow, data: bytes) -> bool:
         return False
 
 
-addons = [MimoTranslate()]
+addons = [guard.Guard(), MimoTranslate(), guard.WireSecrets()]  # order matters: see addon/guard.py
