@@ -54,7 +54,7 @@ def to_chat(body: Any, rules: Rules, *, thinking: bool = True, show_reasoning: b
         raise BadRequest("missing required parameter: 'model'", "model")
     model = _model(requested, rules)
     effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
-    think = thinking and model.thinking and effort != "none"
+    think = model.thinking == "always" or (thinking and bool(model.thinking) and effort != "none")
     turn = Turn(model=requested, upstream_model=model.id, stream=bool(body.get("stream", False)),
                 thinking=think, show_reasoning=show_reasoning and think,
                 custom_param=rules.tools["freeform_param"],
@@ -84,8 +84,12 @@ def _model(requested: str, rules: Rules) -> Model:
         known = ", ".join(rules.listed_models())
         raise BadRequest(f"model '{requested}' is not served by {rules.name}; known models: {known}", "model",
                          code="model_not_found")
-    # Pass-through providers (local servers) serve whatever they have loaded.
+    # Pass-through providers (local servers, routers) serve whatever they have; models.fallback says what to assume.
     bare = rules.strip_suffix.sub("", requested) if rules.strip_suffix else requested
+    fb = rules.fallback
+    if fb is not None:
+        return Model(id=rules.aliases.get(bare, bare), context=fb.context, max_output=fb.max_output, vision=fb.vision,
+                     thinking=fb.thinking, efforts=fb.efforts)
     return Model(id=rules.aliases.get(bare, bare), context=0, max_output=0, vision=True, thinking=False, efforts=())
 
 
@@ -473,7 +477,8 @@ def _get(body: dict, dotted: str) -> Any:
 def _reasoning(chat: dict, rules: Rules, model: Model, think: bool, effort: Any) -> None:
     cfg = rules.reasoning
     chat.update(json.loads(json.dumps(cfg["enable"] if think else cfg["disable"])))
-    if not think or not cfg.get("effort_field") or not isinstance(effort, str):
+    # A model listing no efforts takes no effort knob at all.
+    if not think or not cfg.get("effort_field") or not isinstance(effort, str) or not model.efforts:
         return
     value = cfg["effort_map"].get(effort, effort)
     if value is None:
@@ -482,7 +487,14 @@ def _reasoning(chat: dict, rules: Rules, model: Model, think: bool, effort: Any)
     if allowed and value not in allowed:
         rank = EFFORT_ORDER.index(value) if value in EFFORT_ORDER else EFFORT_ORDER.index("medium")
         value = min(allowed, key=lambda e: (abs(EFFORT_ORDER.index(e) - rank), -EFFORT_ORDER.index(e)))
-    chat[cfg["effort_field"]] = value
+    # A dotted field ("reasoning.effort", OpenRouter) lands inside the object `enable` may have started.
+    *parents, leaf = cfg["effort_field"].split(".")
+    target = chat
+    for key in parents:
+        if not isinstance(target.get(key), dict):
+            target[key] = {}
+        target = target[key]
+    target[leaf] = value
 
 
 def _params(chat: dict, body: dict, rules: Rules, model: Model, think: bool, names: dict) -> None:

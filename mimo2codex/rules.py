@@ -35,6 +35,15 @@ class RulesError(ValueError):
 # required (checked on the merged result).
 
 STATUS = ("either", int, ("list", int))
+THINKING = ("either", bool, ("enum", "always"))  # "always": the model cannot be told to stop thinking
+MODEL_FIELDS = {
+    "context!": int,
+    "max_output!": int,
+    "vision!": bool,
+    "thinking!": THINKING,
+    "efforts!": ("list", ("enum", *EFFORT_ORDER)),
+}
+FINISH = ("enum", "stop", "length", "tool_calls", "content_filter", "error")
 SCALAR = ("either", str, int, float, bool)
 PARAM = {
     "to": ("either", str, type(None)),
@@ -58,18 +67,9 @@ SCHEMA: dict[str, Any] = {
         "default!": str,
         "unknown!": ("enum", "reject", "pass"),
         "strip_suffix": ("either", ("regex",), type(None)),
-        "list!": (
-            "list",
-            {
-                "id!": str,
-                "context!": int,
-                "max_output!": int,
-                "vision!": bool,
-                "thinking!": bool,
-                "efforts!": ("list", ("enum", *EFFORT_ORDER)),
-            },
-        ),
+        "list!": ("list", {"id!": str, **MODEL_FIELDS}),
         "aliases": ("map", str),
+        "fallback": ("either", MODEL_FIELDS, type(None)),
     },
     "reasoning!": {
         "enable!": ("map", ("any",)),
@@ -79,6 +79,8 @@ SCHEMA: dict[str, Any] = {
         "fields!": ("list", str),
         "pass_back!": ("enum", "all", "tool_calls", "none"),
         "pass_back_field!": str,
+        "pass_back_as": ("enum", "field", "think_tags", "reasoning_details"),
+        "think_tags": ("either", ("list", str), type(None)),
         "placeholder!": str,
     },
     "params!": ("map", PARAM),
@@ -89,6 +91,7 @@ SCHEMA: dict[str, Any] = {
         "vision_placeholder!": str,
         "tool_content!": ("enum", "string", "parts"),
         "assistant_content_with_tool_calls!": ("enum", "omit", "empty", "null"),
+        "system": ("enum", "keep", "merge"),
     },
     "tools!": {
         "map!": ("map", ("enum", "function", "freeform", "flatten", "local_shell", "web_search", "drop")),
@@ -109,6 +112,11 @@ SCHEMA: dict[str, Any] = {
         },
     ),
     "retry!": {"attempts!": int, "base_delay!": float, "max_wait!": float},
+    "drop": ("list", str),
+    "response": {
+        "finish_reasons": ("map", FINISH),
+        "usage": {"cached_tokens": ("list", str), "reasoning_tokens": ("list", str)},
+    },
     "hooks": {"request": ("list", str), "chunk": ("list", str)},
 }
 
@@ -213,6 +221,10 @@ def _required(value: Any, spec: Any, path: Path, key: str = "") -> None:
     elif isinstance(spec, tuple) and spec[0] == "map" and isinstance(value, dict):
         for k, item in value.items():
             _required(item, spec[1], path, f"{key}.{k}")
+    elif isinstance(spec, tuple) and spec[0] == "either":
+        branch = next((s for s in spec[1:] if _matches(value, s)), None)
+        if branch is not None:
+            _required(value, branch, path, key)
 
 
 def _read(path: Path) -> dict:
@@ -256,8 +268,8 @@ class Model:
     context: int
     max_output: int
     vision: bool
-    thinking: bool
-    efforts: tuple[str, ...]
+    thinking: bool | str  # True/False, or "always" (thinking cannot be switched off)
+    efforts: tuple[str, ...]  # empty: the model takes no effort knob, none is sent
 
 
 @dataclass(frozen=True)
@@ -309,7 +321,10 @@ class Rules:
     tools: dict
     errors: tuple[ErrorRule, ...]
     retry: dict
-    hooks: dict[str, tuple[str, ...]]
+    hooks: dict[str, tuple[str, ...]]  # named hooks plus the built-ins the declarative keys compile to
+    fallback: Model | None = None  # what an unlisted model id is taken to be when models.unknown is pass
+    drop: tuple[str, ...] = ()
+    response: dict = field(default_factory=dict)
 
     def resolve_model(self, requested: str) -> Model | None:
         """The model a client id stands for (aliases and the `[1m]`-style suffix applied)."""
@@ -333,11 +348,17 @@ class Rules:
         return (base_url or self.base_url).rstrip("/") + self.chat_path
 
 
+def resolve_path(spec: str | Path | None = None) -> Path:
+    """The file a `--rules`/`mimo_rules` value names: a path, or a bare provider name from rules/."""
+    path = Path(spec) if spec else RULES_DIR / "mimo.yaml"
+    if not path.is_file() and not path.suffix and (RULES_DIR / f"{path}.yaml").is_file():
+        path = RULES_DIR / f"{path}.yaml"
+    return path
+
+
 def load(path: str | Path | None = None) -> Rules:
     """Load and validate a provider rules file (default: rules/mimo.yaml)."""
-    path = Path(path) if path else RULES_DIR / "mimo.yaml"
-    if not path.is_file() and not path.suffix and (RULES_DIR / f"{path}.yaml").is_file():
-        path = RULES_DIR / f"{path}.yaml"  # a bare provider name
+    path = resolve_path(path)
     data = _read(path)
     merged = _merge(_plain(_read(DEFAULTS)), _plain(data)) if path.resolve() != DEFAULTS else _plain(data)
     _required(merged, SCHEMA, path)
@@ -389,9 +410,21 @@ def _build(d: dict, path: Path, raw: dict) -> Rules:
 
     for stage, names in hooks.items():
         for name in names:
-            if name not in hook_registry.REGISTRY.get(stage, {}):
-                known = ", ".join(sorted(hook_registry.REGISTRY.get(stage, {}))) or "none"
+            if name.startswith(hook_registry.BUILTIN) or name not in hook_registry.REGISTRY.get(stage, {}):
+                known = ", ".join(sorted(n for n in hook_registry.REGISTRY.get(stage, {}) if not n.startswith(hook_registry.BUILTIN))) or "none"
                 raise RulesError(path, _line((raw.get("hooks") or {}), stage), f"hooks.{stage}", f"unknown hook {name!r} (known: {known})")
+    tags = d["reasoning"].get("think_tags")
+    if tags is not None and (len(tags) != 2 or not all(tags)):
+        raise RulesError(path, _line(raw.get("reasoning"), "think_tags"), "reasoning.think_tags", "must be [opening tag, closing tag]")
+    if d["reasoning"].get("pass_back_as") == "think_tags" and tags is None:
+        raise RulesError(path, _line(raw.get("reasoning"), "pass_back_as"), "reasoning.pass_back_as",
+                         "think_tags needs reasoning.think_tags")
+    fb = m.get("fallback")
+    fallback = Model("", fb["context"], fb["max_output"], fb["vision"], fb["thinking"], tuple(fb["efforts"])) if fb else None
+    for i, dotted in enumerate(d.get("drop") or ()):
+        if not hook_registry.DROP_PATH.match(dotted):
+            raise RulesError(path, _line(raw.get("drop"), i), f"drop[{i}]", f"{dotted!r} is not a path like stream_options or tools[].function.strict")
+    hooks = hook_registry.assemble(d, hooks)
     return Rules(
         path=str(path),
         provider=d["provider"],
@@ -415,4 +448,7 @@ def _build(d: dict, path: Path, raw: dict) -> Rules:
         errors=errors,
         retry=d["retry"],
         hooks=hooks,
+        fallback=fallback,
+        drop=tuple(d.get("drop") or ()),
+        response=d.get("response") or {},
     )
