@@ -499,7 +499,9 @@ class ResponsesStream:
 
     def _upstream_error(self, chunk: dict) -> None:
         err = chunk.get("error")
-        code = err.get("code") if isinstance(err, dict) else None
+        if not isinstance(err, dict):
+            err = chunk  # `event: error` with the fields at the top level
+        code = err.get("code")
         try:
             status = int(str(code).strip())
         except (TypeError, ValueError):
@@ -628,7 +630,7 @@ class ResponsesStream:
     # ---------------------------------------------------------------- tool calls
 
     def _tool(self, frag: Any) -> None:
-        if not isinstance(frag, dict):
+        if not isinstance(frag, dict) or self.done:  # done: an earlier fragment of this chunk failed the response
             return
         fn = frag.get("function")
         if not isinstance(fn, dict):
@@ -859,6 +861,9 @@ class ResponsesStream:
                 try:
                     item, _ = self._build(call, "failed")
                 except _BadCall:
+                    call.state = "closed"
+                    if self._live is call:
+                        self._live = None
                     continue
                 self._finish_call(call, (item, False))
             return

@@ -554,7 +554,7 @@ def test_mid_stream_error_chunk():
 def test_sse_error_event_name():
     body = b'event: error\ndata: {"message":"overloaded","code":"503"}\n\n'
     _, final = check(run(sse([role()], done=False) + body)[0])
-    assert final["status"] == "failed"
+    assert final["status"] == "failed" and final["error"]["code"] == "server_is_overloaded"
 
 
 def test_fail_after_partial_output_is_idempotent():
@@ -687,7 +687,9 @@ def test_null_and_odd_fields_are_tolerated():
            {"id": CID, "choices": [{"index": 0, "delta": {"content": [{"type": "text", "text": "parts"}]}}]},
            {"id": CID, "choices": [{"index": 0, "delta": {"tool_calls": [None, {"function": None}]}}]}]
     out, s = run(sse([role(), *odd, finish(), usage()]))
-    check(out)
+    _, final = check(out)
+    assert final["output"][0]["content"][0]["text"] == "parts"
+    assert any("without a name" in w for w in s.summary["warnings"])
 
 
 def test_tool_fragments_without_index():
@@ -785,3 +787,131 @@ def test_salvage_gives_up_on_nonsense():
 def test_complete_json():
     assert complete_json('{"a": 1}  ') and complete_json("[1]")
     assert not complete_json('{"a": 1') and not complete_json("12") and not complete_json('"x"') and not complete_json("")
+
+
+# ----------------------------------------------------------------------------------------------
+# Against the strict fake MiMo (mimo2codex/fakes): real HTTP, real chunking, the fake's own idea
+# of MiMo's stream shape.
+
+def _fake_stream(fake, spec: dict, tools: list[str] = (), web_search: bool = False) -> tuple[int, bytes, list[bytes]]:
+    """One streamed chat request to the fake; returns (status, whole body, the body as read)."""
+    import http.client
+
+    fake.queue(spec)
+    body = {"model": "mimo-v2.5-pro", "stream": True, "stream_options": {"include_usage": True},
+            "max_completion_tokens": 1024, "messages": [{"role": "user", "content": "hi"}]}
+    if tools:
+        body["tools"] = [{"type": "function", "function": {"name": n, "parameters": {"type": "object"}}} for n in tools]
+    if web_search:
+        body["tools"] = body.get("tools", []) + [{"type": "web_search"}]
+    host, port = fake.base_url.split("//")[1].split("/")[0].split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("POST", "/v1/chat/completions", json.dumps(body), {"content-type": "application/json", "authorization": "Bearer sk-test"})
+    resp = conn.getresponse()
+    reads = []
+    try:
+        while True:
+            piece = resp.read1(37)  # small, uneven reads: frames and characters split anywhere
+            if not piece:
+                break
+            reads.append(piece)
+    except (http.client.IncompleteRead, ConnectionError):
+        pass
+    conn.close()
+    return resp.status, b"".join(reads), reads
+
+
+@pytest.fixture(scope="module")
+def fake():
+    from mimo2codex.fakes.mimo import FakeMimo
+
+    with FakeMimo().start() as server:
+        yield server
+
+
+def _through(reads: list[bytes], turn: Turn | None = None) -> tuple[list[dict], dict]:
+    s = ResponsesStream(turn or make_turn(), RULES)
+    out = b"".join(s.feed(r) for r in reads) + s.finish()
+    return check(out)
+
+
+def test_fake_reasoning_and_text(fake):
+    status, _, reads = _fake_stream(fake, {"reasoning": "让我想想 🤔 step by step", "text": "Bonjour, 世界 🌍! " * 5, "split_utf8": True})
+    assert status == 200
+    events, final = _through(reads)
+    assert final["status"] == "completed"
+    assert envelope.unseal(final["output"][0]["encrypted_content"]) == "让我想想 🤔 step by step"
+    assert final["output"][1]["content"][0]["text"] == "Bonjour, 世界 🌍! " * 5
+    assert final["usage"]["total_tokens"] > 0
+
+
+def test_fake_interleaved_parallel_calls(fake):
+    calls = [{"name": "exec_command", "arguments": {"cmd": "ls -la \"/tmp/a b\""}},
+             {"name": "apply_patch", "arguments": {"input": "*** Begin Patch\n*** Add File: x\n+é\n*** End Patch\n"}},
+             {"name": "close_agent", "arguments": {"id": "a1"}}]
+    status, _, reads = _fake_stream(fake, {"reasoning": "three tools", "tool_calls": calls, "interleaved": True},
+                                    tools=["exec_command", "apply_patch", "close_agent"])
+    assert status == 200
+    events, final = _through(reads)
+    kinds = [(i["type"], i.get("name")) for i in final["output"]]
+    assert kinds == [("reasoning", None), ("function_call", "exec_command"), ("custom_tool_call", "apply_patch"), ("function_call", "close_agent")]
+    assert json.loads(final["output"][1]["arguments"]) == calls[0]["arguments"]
+    assert final["output"][2]["input"] == calls[1]["arguments"]["input"]
+    assert final["output"][3]["namespace"] == "multi_agent_v1"
+
+
+def test_fake_length_mid_tool_call(fake):
+    spec = {"tool_calls": [{"name": "exec_command", "arguments": '{"cmd": "echo trunc'}], "finish": "length"}
+    status, _, reads = _fake_stream(fake, spec, tools=["exec_command"])
+    events, final = _through(reads)
+    assert final["status"] == "incomplete" and final["incomplete_details"]["reason"] == "max_output_tokens"
+    assert not items_done(events)
+    cut = json.loads(final["output"][0]["arguments"])  # salvaged from wherever the fake cut it
+    assert list(cut) == ["cmd"] and "echo trunc".startswith(cut["cmd"])
+
+
+@pytest.mark.parametrize("finish_reason,status", [("content_filter", "incomplete"), ("repetition_truncation", "incomplete")])
+def test_fake_other_finish_reasons(fake, finish_reason, status):
+    _, _, reads = _fake_stream(fake, {"text": "some text", "finish": finish_reason})
+    _, final = _through(reads)
+    assert final["status"] == status
+
+
+def test_fake_mid_stream_error_and_cut(fake):
+    _, _, reads = _fake_stream(fake, {"text": "a longer answer that errors", "mid_error": {"after": 3, "status": 500}})
+    _, final = _through(reads)
+    assert final["status"] == "failed" and final["error"]["code"] == "server_error"
+    _, _, reads = _fake_stream(fake, {"reasoning": "r", "text": "this will be cut off", "cut_after": 4})
+    _, final = _through(reads)
+    assert final["status"] == "failed" and "ended early" in final["error"]["message"]
+
+
+def test_fake_web_search_annotations():
+    from mimo2codex.fakes.mimo import FakeMimo
+
+    anns = [{"type": "url_citation", "url": "https://example.com/a", "title": "A", "summary": "s", "site_name": "ex",
+             "publish_time": "2026-01-01", "logo_url": ""}]
+    with FakeMimo(web_search_enabled=True).start() as fake:
+        status, _, reads = _fake_stream(fake, {"text": "cited answer", "annotations": anns}, web_search=True)
+    assert status == 200
+    _, final = _through(reads)
+    assert final["output"][-1]["content"][0]["annotations"][0]["url"] == "https://example.com/a"
+
+
+def test_fake_stream_error_body_before_streaming(fake):
+    from mimo2codex.errors import map_upstream
+
+    status, body, _ = _fake_stream(fake, {"error": {"status": 429}})
+    m = map_upstream(RULES, status, body, {})
+    assert status == 429 and m.code == "rate_limit_exceeded"
+
+
+def test_nothing_follows_a_failure_raised_inside_a_chunk():
+    # One chunk that completes a bad custom call, starts another call and carries text: the
+    # failure (raised when the second call starts) must stay the last event.
+    both = chunk({"tool_calls": [{"index": 0, "id": None, "type": "function", "function": {"name": None, "arguments": "}"}},
+                                 {"index": 1, "id": "call_b", "type": "function", "function": {"name": "exec_command", "arguments": "{}"}},
+                                 {"index": 2, "id": "call_c", "type": "function", "function": {"name": "exec_command", "arguments": "{}"}}]})
+    body = sse([role(), call_start(0, "call_a", "apply_patch"), call_args(0, '{"a":1'), both, say("x"), finish("tool_calls"), usage()])
+    events, final = check(run(body)[0])
+    assert final["status"] == "failed" and "apply_patch" in final["error"]["message"]
