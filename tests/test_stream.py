@@ -22,7 +22,8 @@ from pydantic import TypeAdapter
 
 from mimo2codex import envelope, rules, stream as stream_mod
 from mimo2codex.hooks import REGISTRY
-from mimo2codex.stream import ResponsesStream, complete_json, salvage_json, translate_body
+from mimo2codex.jsonfix import complete_json, salvage_json
+from mimo2codex.stream import ResponsesStream, translate_body
 from mimo2codex.turn import Turn
 
 RULES = rules.load()
