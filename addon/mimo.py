@@ -33,6 +33,7 @@ from mimo2codex.stream import ResponsesStream, translate_body  # noqa: E402
 from mimo2codex.turn import Turn  # noqa: E402
 
 from addon import guard  # noqa: E402
+from addon import rules_watch  # noqa: E402
 
 log = logging.getLogger("mimo2codex")
 
@@ -317,4 +318,4 @@ def write_to_client(flow: http.HTTPFlow, data: bytes) -> bool:
         return False
 
 
-addons = [guard.Guard(), MimoTranslate(), guard.WireSecrets()]  # order matters: see addon/guard.py
+addons = [guard.Guard(), MimoTranslate(), guard.WireSecrets(), rules_watch.RulesWatch()]  # order matters: see addon/guard.py
