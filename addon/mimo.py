@@ -34,6 +34,7 @@ from mimo2codex.turn import Turn  # noqa: E402
 
 from addon import guard  # noqa: E402
 from addon import rules_watch  # noqa: E402
+from addon import recorder, replay, views  # noqa: E402,F401  (importing views registers the contentviews)
 
 log = logging.getLogger("mimo2codex")
 
@@ -117,7 +118,7 @@ class MimoTranslate:
         """Answer with an error the client acts on: a failed stream for stream turns, JSON otherwise."""
         mapped = dataclasses.replace(mapped, message=self.scrub(mapped.message))
         flow.metadata[META + "error"] = f"{mapped.code}: {mapped.message}"
-        if turn is not None and turn.stream:
+        if turn is not None and turn.stream and not mapped.http_answer:
             self.local(flow, 200, errors.failed_stream(turn, mapped), SSE)
         else:
             self.local(flow, mapped.status, errors.error_body(mapped))
@@ -210,7 +211,7 @@ class MimoTranslate:
             return
         secrets.redact_headers(flow.request.headers)
         tee = self.tees.pop(flow.id, None)
-        if tee is not None:
+        if tee is not None and tee.sm.done:  # not done: an empty body mitmproxy never streamed, answered below
             flow.response.content = bytes(tee.raw)  # what the provider sent, for flow files and replays
             self.annotate(flow, tee.sm, bytes(tee.raw), bytes(tee.out))
             return
@@ -318,4 +319,4 @@ def write_to_client(flow: http.HTTPFlow, data: bytes) -> bool:
         return False
 
 
-addons = [guard.Guard(), MimoTranslate(), guard.WireSecrets(), rules_watch.RulesWatch()]  # order matters: see addon/guard.py
+addons = [guard.Guard(), MimoTranslate(), guard.WireSecrets(), replay.Replay(), recorder.Recorder(), rules_watch.RulesWatch()]  # order matters: see addon/guard.py

@@ -48,6 +48,7 @@ class MappedError:
     type: str  # OpenAI error type
     param: str | None = None
     upstream_status: int | None = None
+    http_answer: bool = False  # the rule asks for an HTTP status answer even on stream requests
 
 
 def redact(text: str) -> str:
@@ -154,8 +155,9 @@ def _map(rules: Any, status: int, body: bytes, headers: dict[str, str] | None) -
     retry_after = _retry_after(headers)
     if rule is None:
         out_code, template, retry = ("server_error" if status >= 500 or status < 400 else "invalid_prompt"), None, status >= 500
+        http_answer = False
     else:
-        out_code, template, retry = rule.code, rule.message, rule.retry
+        out_code, template, retry, http_answer = rule.code, rule.message, rule.retry, rule.http
     fields = _Fields(
         detail=detail,
         status=status,
@@ -172,7 +174,7 @@ def _map(rules: Any, status: int, body: bytes, headers: dict[str, str] | None) -
     if status == 401:
         http, otype = 401, "authentication_error"
     # MiMo's `param` is prose, not the name of a request parameter: it lives on in `detail` only.
-    return MappedError(out_code, text, detail, http, retry, retry_after, otype, None, status)
+    return MappedError(out_code, text, detail, http, retry, retry_after, otype, None, status, http_answer)
 
 
 def client_error(message: str, param: str | None = None, code: str = "invalid_request_error", status: int = 400) -> MappedError:

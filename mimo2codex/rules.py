@@ -109,6 +109,7 @@ SCHEMA: dict[str, Any] = {
             "code!": str,
             "message": str,
             "retry": bool,
+            "http": bool,
         },
     ),
     "retry!": {"attempts!": int, "base_delay!": float, "max_wait!": float},
@@ -293,6 +294,7 @@ class ErrorRule:
     code: str
     message: str | None
     retry: bool
+    http: bool = False  # answer with the HTTP status even to stream clients (see rules/README.md)
 
     def applies(self, status: int, text: str) -> bool:
         return (not self.statuses or status in self.statuses) and (self.match is None or bool(self.match.search(text)))
@@ -402,6 +404,7 @@ def _build(d: dict, path: Path, raw: dict) -> Rules:
             code=e["code"],
             message=e.get("message"),
             retry=bool(e.get("retry", False)),
+            http=bool(e.get("http", False)),
         )
         for e in d["errors"]
     )

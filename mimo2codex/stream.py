@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import json.scanner
-import re
 from typing import Any
 
 from mimo2codex import envelope

@@ -216,7 +216,7 @@ def test_parallel_tool_calls(e2e):
 def test_upstream_429_fails_with_rate_limit_message(e2e):
     e2e.fake.queue({"error": {"status": 429}, "repeat": -1})
     # request_max_retries = 1 as `launch.py print-config` recommends; no turn-level retries so
-    # the test measures the proxy's own budget (the multiplied case is the xfail below).
+    # the test measures the proxy's own budget (the multiplied case is the test below).
     r = e2e.run("hi", request_max_retries=1, stream_max_retries=0, timeout=90)
     assert r.returncode == 1, e2e.why(r)
     assert r.turn_failed and r.final_message is None
@@ -226,11 +226,6 @@ def test_upstream_429_fails_with_rate_limit_message(e2e):
     assert e2e.chats and all(q.status == 429 for q in e2e.chats)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "proxy answers an exhausted upstream 429 with HTTP 200 + response.failed code "
-    "rate_limit_exceeded, which Codex retries 5 more times (contract table 4): one 429 costs "
-    "6 x 3 = 18 MiMo requests and ~15 s with Codex defaults. Contract section 4: retry within a small budget, then "
-    "return HTTP 429 without Retry-After so Codex fails at once."))
 def test_upstream_429_is_decided_once_not_multiplied_by_codex(e2e):
     e2e.fake.queue({"error": {"status": 429}, "repeat": -1})
     # one turn-level retry is enough to show the multiplication (Codex's default is 5)

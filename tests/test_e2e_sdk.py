@@ -129,12 +129,15 @@ def test_upstream_429_retried_then_served(client, fake):
     assert final.output_text == "after the storm" and len(fake.requests) == 2
 
 
-def test_upstream_429_storm_ends_as_rate_limit(client, fake):
+def test_upstream_429_storm_ends_as_one_http_429(client, fake):
+    # Decided once (contract: codex-responses.md section 4): a failed stream would be retried by Codex.
     fake.queue(*[{"error": {"status": 429, "retry_after": 0}}] * 4)
-    events, _ = stream(client, input=[user("x")])
-    err = events[-1].response.error
-    assert events[-1].type == "response.failed" and err.code == "rate_limit_exceeded"
-    assert "try again in" in err.message
+    with pytest.raises(openai.RateLimitError) as e:
+        stream(client, input=[user("x")])
+    assert e.value.status_code == 429 and "retry-after" not in e.value.response.headers
+    err = e.value.body
+    assert err["code"] == "rate_limit_exceeded" and "try again in" in err["message"]
+    assert len(fake.requests) == 3  # the first attempt + rules retry.attempts
 
 
 def test_cut_mid_stream_is_failed_not_completed(client, fake):
