@@ -274,6 +274,7 @@ def test_http_errors(name, spec, code, retry):
     c = Conv(name)
     mapped = _map(c, c.profile.reply_error(c.profile.make_reply({"error": spec}).error))
     assert (mapped.code, mapped.retry) == (code, retry), mapped
+    assert mapped.http_answer == (code == "rate_limit_exceeded")  # decided once, for every provider (rules/README.md)
     if "retry_after" in spec:
         assert mapped.retry_after == 2 and "2s" in mapped.message
 
