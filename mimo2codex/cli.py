@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mimo2codex import __version__, rules
+from mimo2codex import __version__, rules, sessions
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon" / "mimo.py"
@@ -72,6 +72,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--rules", dest="rules", default="mimo", help=argparse.SUPPRESS)
     cr = sub.add_parser("check-rules", help="validate rules files (default: every file in rules/)")
     cr.add_argument("files", nargs="*", metavar="FILE")
+    sessions.add_parsers(sub, add_common)  # record, replay, show, compare
     return p
 
 
@@ -196,7 +197,7 @@ def mitm_argv(args: argparse.Namespace, r: rules.Rules, base_url: str) -> list[s
         argv += ["--set", "mimo_verbose=true"]
     else:
         argv += ["--set", "flow_detail=0"]
-    return argv
+    return argv + getattr(args, "mitm_extra", [])  # e.g. `record`'s -w FILE
 
 
 def port_free(host: str, port: int) -> bool:
@@ -254,6 +255,7 @@ COMMANDS = {
     "print-cc-switch": cmd_print_cc_switch,
     "check-rules": cmd_check_rules,
     "demo": cmd_demo,
+    **sessions.COMMANDS,
 }
 
 

@@ -1,0 +1,112 @@
+"""`launch.py record | replay | show | compare`: recorded Codex sessions (mitmproxy flow files).
+
+    python3 launch.py record session.mitm     # the normal proxy, also writing every exchange (secrets redacted)
+    python3 launch.py show session.mitm       # read it as a transcript
+    python3 launch.py replay session.mitm     # serve the recorded answers: no key, no network
+    python3 launch.py compare session.mitm    # re-send the requests through the current rules, diff
+
+`record` is `mitmdump -s addon/mimo.py -w FILE` (addon/recorder.py makes the file complete and
+secret-free); `replay` is the same proxy with `--set mimo_replay=FILE` (addon/replay.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def add_parsers(sub, add_common) -> None:
+    rec = sub.add_parser("record", help="run the proxy and record the session to a mitmproxy flow file (secrets redacted)")
+    add_common(rec)
+    rec.add_argument("file", metavar="FILE", help="flow file to write (e.g. session.mitm)")
+    rec.add_argument("--append", action="store_true", help="append to FILE instead of overwriting it")
+
+    rep = sub.add_parser("replay", help="serve a recorded session's answers offline (no key, no network)")
+    add_common(rep)
+    rep.add_argument("file", metavar="FILE", help="flow file from `record` (or mitmdump -w)")
+    rep.add_argument("--pace", type=int, default=0, metavar="MS", help="milliseconds between replayed upstream events (default 0)")
+    rep.add_argument("--save", metavar="OUT", help="also record the replayed session to OUT")
+
+    show = sub.add_parser("show", help="print a recorded session as a readable transcript")
+    show.add_argument("file", metavar="FILE")
+    show.add_argument("--full", action="store_true", help="do not shorten long texts, tool outputs and system prompts")
+
+    cmp_ = sub.add_parser("compare", help="re-send a recording's requests through the current rules and diff the results")
+    cmp_.add_argument("file", metavar="FILE")
+    cmp_.add_argument("--provider", "--rules", dest="rules", default=os.environ.get("MIMO2CODEX_RULES", "mimo"),
+                      help="rules to test (default mimo)")
+    where = cmp_.add_mutually_exclusive_group()
+    where.add_argument("--live", action="store_true", help="send to the live provider (needs its key) instead of the recorded answers")
+    where.add_argument("--base-url", dest="compare_url", metavar="URL", help="send to this Chat Completions base URL (e.g. a fake)")
+
+
+def _flowfile():
+    from addon import flowfile  # mitmproxy.io; we run inside the venv here
+
+    return flowfile
+
+
+def _exchanges(path: str):
+    if not Path(path).is_file():
+        sys.exit(f"mimo2codex: no such flow file: {path}")
+    try:
+        return _flowfile().load(path)
+    except ValueError as e:
+        sys.exit(f"mimo2codex: {e}")
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from mimo2codex import cli
+
+    path = Path(args.file).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    args.mitm_extra = ["-w", ("+" if args.append else "") + str(path)]
+    print(f"recording to {path} (api keys, Authorization and cookies are redacted before they are written)")
+    print(f"afterwards: python3 launch.py show {args.file}   |   python3 launch.py replay {args.file}")
+    return cli.cmd_run(args)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from mimo2codex import cli
+
+    exchanges = _exchanges(args.file)
+    translated = [e for e in exchanges if e.translated]
+    if not translated:
+        sys.exit(f"mimo2codex: {args.file} holds no translated /v1/responses exchange to replay")
+    r = cli.load_rules(args.rules)
+    if not cli.port_free(args.host, args.port):
+        sys.exit(f"mimo2codex: {args.host}:{args.port} is already in use; pick another with --port")
+    os.environ.pop(r.auth_env, None)  # a replay never needs the key: keep it out of the process
+    cli.CONFDIR.mkdir(parents=True, exist_ok=True)
+    argv = cli.mitm_argv(args, r, r.base_url)
+    argv += ["--set", f"mimo_replay={Path(args.file).resolve()}", "--set", f"mimo_replay_pace={args.pace}"]
+    if args.save:
+        argv += ["-w", str(Path(args.save).expanduser().resolve())]
+    print(f"mimo2codex replaying {len(translated)} recorded exchanges from {args.file} on http://{args.host}:{args.port}"
+          f"  ({'mitmweb' if args.web else 'mitmdump'}; no key, no network)")
+    print("\n# Point Codex at it exactly as for a live session:")
+    print("# ~/.codex/config.toml\n" + cli.codex_config(r, args.host, args.port) + "\n", flush=True)
+    from mitmproxy.tools import main as mitm_main
+
+    (mitm_main.mitmweb if args.web else mitm_main.mitmdump)(argv)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from mimo2codex import transcript
+
+    sys.stdout.write(transcript.render(_exchanges(args.file), full=args.full, title=args.file))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mimo2codex import compare
+
+    _exchanges(args.file)
+    upstream = "live" if args.live else ("url" if args.compare_url else "replay")
+    return compare.run(args.file, upstream=upstream, base_url=args.compare_url, rules_name=args.rules)
+
+
+COMMANDS = {"record": cmd_record, "replay": cmd_replay, "show": cmd_show, "compare": cmd_compare}
