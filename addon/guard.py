@@ -173,8 +173,8 @@ class Guard:
     def too_large(self, flow: http.HTTPFlow, size: int) -> None:
         limit = self.max_body
         self.answer(flow, 413, "request_too_large",
-                    f"request body is {size} bytes ({human.pretty_size(size)}), over mimo2codex's limit of {limit} bytes "
-                    f"({human.pretty_size(limit)}); raise it with --set mimo_max_body=<size>, e.g. 128m.")
+                    f"request body is {size} bytes ({size / 2**20:.2f} MiB), over mimo2codex's limit of {limit} bytes "
+                    f"({limit / 2**20:.2f} MiB); raise it with --set mimo_max_body=<size>, e.g. 128m.")
 
     def response(self, flow: http.HTTPFlow) -> None:
         self.watched.pop(flow.id, None)

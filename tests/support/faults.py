@@ -96,6 +96,16 @@ class RawUpstream:
         with self._lock:
             self._scripts.extend(scripts)
 
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._scripts)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._scripts.clear()
+            self.requests.clear()
+
     def _next(self) -> list:
         with self._lock:
             return self._scripts.pop(0) if self._scripts else self.default
