@@ -81,8 +81,11 @@ class Recorder:
 
     def running(self) -> None:
         # Runs after Save in every hook: gives pass-through clients their real Set-Cookie back.
-        if ctx.master.addons.get("m2crestoreaftersave") is None:
+        restore = ctx.master.addons.get("m2crestoreaftersave")
+        if restore is None:
             ctx.master.addons.add(RestoreAfterSave(self))
+        else:  # the script was reloaded: the tail addon stays, it now serves this instance
+            restore.recorder = self
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.live and flow.response is None:

@@ -361,3 +361,39 @@ def test_mitmdump_w_redacts_a_flow_still_waiting_at_shutdown(tmp_path):
         assert f.marked == ":x:" and "cut off" in f.comment
     streamed = [f for f in flows if f.response is not None]  # Save writes in-flight flows in no particular order
     assert len(streamed) == 1 and streamed[0].response.content.startswith(b"data: ")  # what arrived before the stop
+
+
+@pytest.mark.e2e
+def test_regular_mode_pass_through_keeps_client_cookies_but_not_in_the_file(tmp_path):
+    """Redacting Set-Cookie before Save must not change what a pass-through client receives."""
+    import http.server
+    import urllib.request as ur
+
+    class Origin(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("set-cookie", "sid=cookie-secret-91be44")
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    origin = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Origin)
+    threading.Thread(target=origin.serve_forever, daemon=True).start()
+    path, port = tmp_path / "regular.mitm", proxyproc.free_port()
+    proc = subprocess.Popen([sys.executable, "-c", proxyproc.MITMDUMP, "-q", "-s", str(proxyproc.ADDON),
+                             "--mode", f"regular@127.0.0.1:{port}", "--set", f"confdir={proxyproc.CONFDIR}", "-w", str(path)],
+                            env=clean_env(MIMO_API_KEY=KEY), cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proxyproc.wait_port(port, proc)
+        opener = ur.build_opener(ur.ProxyHandler({"http": f"http://127.0.0.1:{port}"}))
+        with opener.open(f"http://127.0.0.1:{origin.server_address[1]}/", timeout=10) as r:
+            assert r.headers["set-cookie"] == "sid=cookie-secret-91be44"
+    finally:
+        stop(proc)
+        origin.shutdown()
+    assert [f.response.headers["set-cookie"] for f in flowfile.read_flows(path)] == [secrets.REDACTED]
+    assert_no_secret(path)
