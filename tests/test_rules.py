@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mimo2codex import errors, hooks, request, rules
-from mimo2codex.fakes.chat_server import FakeChatServer, FakeError, ModelInfo
+from mimo2codex.fakes.chat_server import FakeError, ModelInfo
 from mimo2codex.fakes.providers import StrictProfile
 from mimo2codex.stream import ResponsesStream
 

@@ -26,10 +26,10 @@ import uuid
 from typing import Any, Callable, Iterable
 
 try:  # `python -m mimo2codex.fakes.providers` and package imports both work
-    from .chat_server import RESPONSES_ONLY_FIELDS, FakeChatServer, FakeError, ModelInfo, Profile, Reply, Turn, dumps, sse
+    from .chat_server import RESPONSES_ONLY_FIELDS, FakeChatServer, FakeError, ModelInfo, Profile, Reply, Turn, sse
 except ImportError:  # pragma: no cover - run as a plain script
     from mimo2codex.fakes.chat_server import (RESPONSES_ONLY_FIELDS, FakeChatServer, FakeError, ModelInfo, Profile, Reply,
-                                              Turn, dumps, sse)
+                                              Turn, sse)
 
 _TEXT = frozenset({"text"})
 _IMG = frozenset({"text", "image"})
