@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon" / "mimo.py"
@@ -77,7 +78,9 @@ def start(upstream_base_url: str, *, key: str | None = "sk-test", key_env: str =
     """mitmdump -s addon/mimo.py in reverse mode on 127.0.0.1:<port> (free port by default)."""
     port = port or free_port()
     CONFDIR.mkdir(parents=True, exist_ok=True)
-    argv = [python, "-c", MITMDUMP, "-s", str(ADDON), "--mode", f"reverse:{upstream_base_url.rsplit('/v1', 1)[0]}@127.0.0.1:{port}",
+    # mitmproxy refuses a reverse target with a path; the addon sets each request's real URL anyway.
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(upstream_base_url))
+    argv = [python, "-c", MITMDUMP, "-s", str(ADDON), "--mode", f"reverse:{origin}@127.0.0.1:{port}",
             "--set", "connection_strategy=lazy", "--set", f"confdir={CONFDIR}", "--set", f"mimo_rules={rules}",
             "--set", f"mimo_base_url={upstream_base_url}"]
     for s in sets:
