@@ -105,7 +105,9 @@ class MimoTranslate:
         return ctx.options.mimo_api_key_env or self.rules.auth_env
 
     def api_key(self) -> str:
-        return os.environ.get(self.key_env(), "").strip()
+        key = os.environ.get(self.key_env(), "").strip()
+        secrets.remember(key)  # error texts built anywhere (mid-stream too) are scrubbed of it
+        return key
 
     def scrub(self, text: str) -> str:
         return secrets.scrub(text, self.api_key())

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from mimo2codex import secrets
 from mimo2codex.sse import event, response_object, strip_data_prefix
 
 DETAIL_MAX = 1000
@@ -52,8 +53,8 @@ class MappedError:
 
 
 def redact(text: str) -> str:
-    """Key-shaped tokens (sk-/tp- keys, bearer values) masked; errors may quote what was sent."""
-    return _SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
+    """Known secrets and key-shaped tokens (sk-/tp- keys, bearer values) masked; errors may quote what was sent."""
+    return _SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "***", secrets.scrub(text))
 
 
 def _retry_after(headers: dict[str, str] | None) -> float | None:

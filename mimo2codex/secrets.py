@@ -7,10 +7,23 @@ SECRET_HEADERS = ("authorization", "api-key", "x-api-key", "proxy-authorization"
 REDACTED = "<redacted>"
 
 
+_known: set[str] = set()  # secret values in use by this process (the provider key), see remember()
+
+
+def remember(value: str | None) -> None:
+    """Scrub `value` from every text that goes through scrub() from now on, whatever its shape.
+
+    Error texts are built deep in the translator (errors.map_upstream, also mid-stream) from what
+    the provider sent back; a provider that echoes the key must not get it to the client.
+    """
+    if value and len(value) >= 8:
+        _known.add(value)
+
+
 def scrub(text: str, *secrets: str | None) -> str:
-    """`text` with every non-trivial secret value replaced."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
+    """`text` with every non-trivial secret value (those given and those remembered) replaced."""
+    for secret in (*secrets, *_known):
+        if secret and len(secret) >= 4 and secret in text:
             text = text.replace(secret, REDACTED)
     return text
 
