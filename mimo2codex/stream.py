@@ -246,6 +246,13 @@ class ResponsesStream:
         out = self._out = []
         try:
             self._start()
+            # Hooks see the whole answer first (they handle `message` as well as `delta`): some
+            # providers put their failure (MiniMax base_resp) beside an ordinary-looking body.
+            for hook in self._hooks if isinstance(obj, dict) else ():
+                obj = hook(obj, self._hook_state)
+                if obj is None:
+                    obj = {"choices": []}
+                    break
             if not isinstance(obj, dict):
                 self._end("failed", code="server_error", message=f"The {self._provider()} answer was not a JSON object.")
             elif obj.get("error") is not None:
@@ -266,7 +273,7 @@ class ResponsesStream:
                     converted.append({"index": 0, "delta": delta, "finish_reason": fr})
                 if not converted:
                     converted = [{"index": 0, "delta": {}, "finish_reason": "stop"}]
-                self._chunk({"choices": converted, "usage": obj.get("usage")}, None)
+                self._chunk({"choices": converted, "usage": obj.get("usage")}, None, hooked=True)
                 if not self.done:
                     self._terminal_from_finish()
         except Exception as exc:
@@ -341,8 +348,8 @@ class ResponsesStream:
             return
         self._chunk(chunk, name)
 
-    def _chunk(self, chunk: dict, name: str | None) -> None:
-        for hook in self._hooks:
+    def _chunk(self, chunk: dict, name: str | None, hooked: bool = False) -> None:
+        for hook in () if hooked else self._hooks:
             chunk = hook(chunk, self._hook_state)
             if chunk is None:
                 return

@@ -328,8 +328,6 @@ def test_minimax_reports_some_failures_as_http_200():
     assert resp["status"] == "failed" and resp["error"]["code"] == "insufficient_quota"
 
 
-@pytest.mark.xfail(strict=True, reason="stream.feed_completion converts a non-stream JSON body before the chunk hooks "
-                                        "run, so minimax_base_resp never sees base_resp (answer: an empty 'completed')")
 def test_minimax_http_200_failure_as_plain_json():
     c = Conv("minimax")
     chat, turn = c.chat(c.body([user("hi")]))
