@@ -69,6 +69,8 @@ class MimoTranslate:
     def __init__(self) -> None:
         self.rules: rules.Rules | None = None
         self.turns: dict[str, Turn] = {}
+        # Each flow keeps the rules it was translated with: a reload mid-flight must not change them.
+        self.flow_rules: dict[str, rules.Rules] = {}
         self.tees: dict[str, Tee] = {}
 
     def load(self, loader) -> None:
@@ -168,7 +170,7 @@ class MimoTranslate:
                                                        "check the types of its fields"))
             return
         key = self.api_key()
-        if not key:
+        if not key and rules_.auth_required:
             msg = f"no upstream API key: set {self.key_env()} (or pass --api-key to launch.py) and restart mimo2codex"
             self.reply_error(flow, errors.client_error(msg, code="invalid_prompt", status=401), turn)
             return
@@ -185,9 +187,11 @@ class MimoTranslate:
         req.url = rules_.chat_url(self.base_url())  # one assignment fixes scheme, host, port and path
         default_port = {"http": 80, "https": 443}.get(req.scheme)
         req.headers["host"] = req.host if req.port == default_port else f"{req.host}:{req.port}"
-        req.headers[rules_.auth_header] = rules_.auth_value(key)
+        if key:
+            req.headers[rules_.auth_header] = rules_.auth_value(key)
         req.content = payload
         self.turns[flow.id] = turn
+        self.flow_rules[flow.id] = rules_
         log.info("→ %s %s: %d messages, %d tools, stream=%s, thinking=%s", rules_.provider, chat.get("model"),
                  len(chat["messages"]), len(chat.get("tools", [])), turn.stream, turn.thinking)
         for warning in turn.warnings:
@@ -205,10 +209,11 @@ class MimoTranslate:
         if resp.http_version == "HTTP/1.1":
             resp.headers["transfer-encoding"] = "chunked"
         resp.headers["cache-control"] = "no-cache"
-        resp.stream = self.tees[flow.id] = Tee(ResponsesStream(turn, self.rules))
+        resp.stream = self.tees[flow.id] = Tee(ResponsesStream(turn, self.flow_rules.get(flow.id, self.rules)))
 
     async def response(self, flow: http.HTTPFlow) -> None:
         turn = self.turns.pop(flow.id, None)
+        rules_ = self.flow_rules.pop(flow.id, self.rules)
         if turn is None:
             return
         secrets.redact_headers(flow.request.headers)
@@ -220,32 +225,34 @@ class MimoTranslate:
         resp = flow.response
         status, body, headers = resp.status_code, resp.get_content(strict=False) or b"", dict(resp.headers)
         if status != 200:
-            status, headers, body = await self.retry(flow, status, headers, body)
+            status, headers, body = await self.retry(flow, rules_, status, headers, body)
         if status != 200:
             flow.metadata[META + "upstream_body"] = body.decode("utf-8", "replace")
-            self.reply_error(flow, errors.map_upstream(self.rules, status, body, headers), turn)
+            self.reply_error(flow, errors.map_upstream(rules_, status, body, headers), turn)
             return
-        out, sm = translate_body(turn, self.rules, body, headers.get("content-type", ""))
+        out, sm = translate_body(turn, rules_, body, headers.get("content-type", ""))
         if turn.stream:
             self.local(flow, 200, out, SSE)
         else:
             self.local(flow, 200, json.dumps(sm.response, ensure_ascii=False).encode())
         self.annotate(flow, sm, body, out)
 
-    async def retry(self, flow: http.HTTPFlow, status: int, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
+    async def retry(self, flow: http.HTTPFlow, rules_: rules.Rules, status: int, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
         """Retry 429/5xx answers within the rules' budget; the answer then goes out whole."""
-        budget = float(self.rules.retry["max_wait"])
-        attempts = int(self.rules.retry["attempts"])
-        url = self.rules.chat_url(self.base_url())
+        budget = float(rules_.retry["max_wait"])
+        attempts = int(rules_.retry["attempts"])
+        url = rules_.chat_url(self.base_url())
         send = {"content-type": "application/json", "accept": SSE, "accept-encoding": "identity",
-                "user-agent": f"mimo2codex/{__version__}", self.rules.auth_header: self.rules.auth_value(self.api_key())}
+                "user-agent": f"mimo2codex/{__version__}"}
+        if self.api_key():
+            send[rules_.auth_header] = rules_.auth_value(self.api_key())
         payload = flow.metadata[META + "chat_request"].encode()
         tries = []
         for attempt in range(1, attempts + 1):
-            mapped = errors.map_upstream(self.rules, status, body, headers)
+            mapped = errors.map_upstream(rules_, status, body, headers)
             if not mapped.retry:
                 break
-            delay = upstream.retry_delay(attempt, float(self.rules.retry["base_delay"]), mapped.retry_after)
+            delay = upstream.retry_delay(attempt, float(rules_.retry["base_delay"]), mapped.retry_after)
             if delay > budget:
                 break
             budget -= delay
@@ -262,6 +269,7 @@ class MimoTranslate:
 
     def error(self, flow: http.HTTPFlow) -> None:
         turn = self.turns.pop(flow.id, None)
+        self.flow_rules.pop(flow.id, None)
         tee = self.tees.pop(flow.id, None)
         if turn is None:
             return
@@ -280,8 +288,8 @@ class MimoTranslate:
 
     def done(self) -> None:
         # Flows still in flight at shutdown are written by Save's done(), which runs after ours.
-        for flow_id in list(self.turns):
-            self.turns.pop(flow_id, None)
+        self.turns.clear()
+        self.flow_rules.clear()
 
     def annotate(self, flow: http.HTTPFlow, sm: ResponsesStream, upstream_body: bytes, client_body: bytes) -> None:
         flow.metadata[META + "upstream_body"] = upstream_body.decode("utf-8", "replace")

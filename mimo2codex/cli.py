@@ -218,16 +218,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not base_url.startswith(("http://", "https://")):
         sys.exit(f"mimo2codex: --base-url must start with http:// or https://, got {base_url!r}")
     key = (args.api_key or os.environ.get(r.auth_env, "")).strip()
-    if not key:
+    if not key and r.auth_required:
         sys.exit(f"mimo2codex: no API key for {r.name}.\n"
                  f"  Set it with:  export {r.auth_env}=sk-...   (or pass --api-key sk-...)\n"
                  f"  No key yet? `python3 launch.py demo` shows the whole chain offline.")
     if not port_free(args.host, args.port):
         sys.exit(f"mimo2codex: {args.host}:{args.port} is already in use; pick another with --port (and update base_url in Codex's config)")
-    os.environ[r.auth_env] = key  # the addon reads it from the environment: never an option, never logged
+    if key:
+        os.environ[r.auth_env] = key  # the addon reads it from the environment: never an option, never logged
     CONFDIR.mkdir(parents=True, exist_ok=True)
     print(f"mimo2codex v{__version__} listening on http://{args.host}:{args.port}  ({'mitmweb' if args.web else 'mitmdump'})")
-    print(f"upstream: {r.name} at {base_url}  (key from {'--api-key' if args.api_key else r.auth_env}: set)")
+    source = ("--api-key" if args.api_key else r.auth_env) + ": set" if key else "none (not required)"
+    print(f"upstream: {r.name} at {base_url}  (key: {source})")
     if not is_loopback(args.host):
         print(f"WARNING: listening on {args.host}, not loopback: anyone who can reach this port spends your {r.name} quota.",
               file=sys.stderr)

@@ -62,7 +62,7 @@ SCHEMA: dict[str, Any] = {
     "base_url!": str,
     "alt_base_urls": ("map", str),
     "chat_path!": str,
-    "auth!": {"header!": str, "scheme!": str, "env!": str},
+    "auth!": {"header!": str, "scheme!": str, "env!": str, "required": bool},
     "models!": {
         "default!": str,
         "unknown!": ("enum", "reject", "pass"),
@@ -311,6 +311,7 @@ class Rules:
     auth_header: str
     auth_scheme: str
     auth_env: str
+    auth_required: bool  # False: local servers that take no key; the auth header is then omitted
     default_model: str
     unknown_models: str
     strip_suffix: re.Pattern | None
@@ -438,6 +439,7 @@ def _build(d: dict, path: Path, raw: dict) -> Rules:
         auth_header=d["auth"]["header"],
         auth_scheme=d["auth"]["scheme"],
         auth_env=d["auth"]["env"],
+        auth_required=d["auth"].get("required", True),
         default_model=m["default"],
         unknown_models=m["unknown"],
         strip_suffix=re.compile(m["strip_suffix"], re.IGNORECASE) if m.get("strip_suffix") else None,

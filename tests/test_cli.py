@@ -98,3 +98,25 @@ def test_demo_runs_offline():
     assert r.returncode == 0, r.stdout + r.stderr
     assert "response.completed" in r.stdout and "assistant.reasoning_content: \"The user wants" in r.stdout
     assert "its own key only" in r.stdout
+
+
+def test_keyless_local_provider_starts_and_sends_no_auth_header(tmp_path):
+    from mimo2codex.fakes.providers import fake_server
+
+    port = proxyproc.free_port()
+    fake = fake_server("local", keys=None).start()
+    env = {k: v for k, v in os.environ.items() if k != "LOCAL_API_KEY"}
+    proc = subprocess.Popen([*LAUNCH, "--provider", "local", "--port", str(port), "--base-url", fake.base_url],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                            env=env, start_new_session=True)
+    try:
+        proxyproc.wait_port(port, proc)
+        body = json.dumps({"model": "qwen3-coder:30b", "input": "hi", "stream": False}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/responses", data=body, headers={"content-type": "application/json"})
+        resp = json.loads(urllib.request.urlopen(req, timeout=30).read())
+        assert resp["status"] == "completed"
+        assert "authorization" not in {k.lower() for k in dict(fake.requests[-1].headers)}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(15)
+        fake.stop()

@@ -670,6 +670,12 @@ class LocalProfile(StrictProfile):
     def __init__(self, keys: Iterable[str] | None = None):
         super().__init__(keys)
 
+    def authenticate(self, headers: Any) -> str:
+        # Ollama / llama.cpp / vLLM without --api-key take requests with no credentials at all.
+        if self.keys is None and headers.get("Authorization") is None:
+            return ""
+        return super().authenticate(headers)
+
     def error_body(self, status: int, message: str = "", param: str = "", type_: str | None = "", code: str | None = None) -> dict:
         text = param if param and message in ("Bad Request", "") else (f"{message}: {param}" if param else message)
         return {"object": "error", "message": text, "type": type_ or "BadRequestError", "param": None, "code": status}
