@@ -57,9 +57,14 @@ class _Watch:
     progress: int = -1  # upstream bytes seen so far; -1 while waiting for response headers
 
 
+# Module level: when mitmproxy hot-reloads addon/mimo.py (edited on disk) it builds a new Guard from
+# this same, cached module, and the streams already in flight keep their watchdog.
+_WATCHED: dict[str, _Watch] = {}
+
+
 class Guard:
     def __init__(self) -> None:
-        self.watched: dict[str, _Watch] = {}
+        self.watched = _WATCHED
         self._ticker: asyncio.Task | None = None
         self.max_body: int | None = None
 
@@ -105,7 +110,6 @@ class Guard:
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
-        self.watched.clear()
 
     # -- helpers -------------------------------------------------------------------------------
 

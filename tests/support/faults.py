@@ -252,12 +252,26 @@ def call(port: int, body: Any = None, *, path: str = "/v1/responses", method: st
             if not got:
                 break
             data += got
-            if b"\r\n\r\n" in data and parse_response(data).complete:
+            if _looks_complete(data) and parse_response(data).complete:
                 break  # framing says done: do not depend on the proxy closing the connection
     answer = parse_response(data, time.monotonic() - start)
     if not answer.complete and "content-length" not in answer.headers and "chunked" not in answer.headers.get("transfer-encoding", ""):
         answer.complete = True  # close-delimited body, read to EOF
     return answer
+
+
+def _looks_complete(data: bytes) -> bool:
+    """Cheap pre-check before a full parse (which is linear in the size read so far)."""
+    head_, sep, rest = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    low = head_.lower()
+    if b"transfer-encoding: chunked" in low:
+        return rest.endswith(b"0\r\n\r\n")
+    i = low.find(b"content-length:")
+    if i >= 0:
+        return len(rest) >= int(low[i + 15:].split(b"\r\n", 1)[0])
+    return False
 
 
 def parse_response(data: bytes, seconds: float = 0.0) -> Answer:
