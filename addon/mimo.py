@@ -41,7 +41,11 @@ log = logging.getLogger("mimo2codex")
 RESPONSES_PATHS = ("/v1/responses", "/responses")
 MODELS_PATHS = ("/v1/models", "/models")
 SSE = "text/event-stream"
-META = "m2c."  # flow.metadata key prefix; values stay tnetstring-serialisable (str/int/bool)
+META = "m2c."
+# Options that decide where requests (and the key) go or what code runs. mitmweb 11's API has no
+# login, so any local process could otherwise point the proxy, key included, at itself.
+FROZEN = ("mimo_rules", "mimo_base_url", "mimo_api_key_env", "mode", "map_remote", "modify_headers", "scripts",
+          "ssl_insecure", "upstream_cert")  # flow.metadata key prefix; values stay tnetstring-serialisable (str/int/bool)
 
 
 class Tee:
@@ -69,6 +73,7 @@ class MimoTranslate:
     def __init__(self) -> None:
         self.rules: rules.Rules | None = None
         self.turns: dict[str, Turn] = {}
+        self.frozen: dict[str, object] = {}  # option values fixed at start-up, see FROZEN
         # Each flow keeps the rules it was translated with: a reload mid-flight must not change them.
         self.flow_rules: dict[str, rules.Rules] = {}
         self.tees: dict[str, Tee] = {}
@@ -85,7 +90,15 @@ class MimoTranslate:
         loader.add_option("mimo_verbose", bool, False, "Log one line per translated request.")
         loader.add_option("mimo_upstream_timeout", int, 600, "Seconds to wait for a retried upstream request.")
 
+    def running(self) -> None:
+        self.frozen = {name: getattr(ctx.options, name) for name in FROZEN if hasattr(ctx.options, name)}
+
     def configure(self, updated: set[str]) -> None:
+        for name in sorted(updated & self.frozen.keys()):
+            if getattr(ctx.options, name) != self.frozen[name]:
+                raise exceptions.OptionsError(
+                    f"{name} cannot change while mimo2codex runs: it decides where requests, and the API key with "
+                    "them, are sent (mitmweb 11 has no login). Restart with the new value.")
         if "mimo_rules" in updated or self.rules is None:
             try:
                 self.rules = rules.load(ctx.options.mimo_rules)

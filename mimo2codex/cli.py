@@ -8,6 +8,7 @@ README's mitmdump recipe are one code path.
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import json
 import os
@@ -23,7 +24,7 @@ ADDON = ROOT / "addon" / "mimo.py"
 CONFDIR = ROOT / ".cache" / "mitmproxy"  # keeps a user's ~/.mitmproxy/config.yaml out of our behaviour
 DEFAULT_PORT = 8788
 DEFAULT_HOST = "127.0.0.1"
-CODEX_PROVIDER_ID = "mimo"
+DEFAULT_WEB_PORT = 8081
 LOCAL_PLACEHOLDER_KEY = "mimo2codex-local"
 
 
@@ -36,43 +37,70 @@ def base_url_env(r: rules.Rules) -> str:
     return r.auth_env.removesuffix("_API_KEY").removesuffix("_KEY") + "_BASE_URL"
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-p", "--port", type=int, default=int(os.environ.get("MIMO2CODEX_PORT", DEFAULT_PORT)),
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {port}")
+    return port
+
+
+def _default(value, sub: bool):
+    # Subcommands repeat the global flags with no default of their own, so `--port 9 record F` and
+    # `record F --port 9` both work (a subparser default would overwrite the global value).
+    return argparse.SUPPRESS if sub else value
+
+
+def add_common(p: argparse.ArgumentParser, sub: bool = False) -> None:
+    p.add_argument("-p", "--port", type=port_number, default=_default(os.environ.get("MIMO2CODEX_PORT", str(DEFAULT_PORT)), sub),
                    help=f"listen port (env MIMO2CODEX_PORT, default {DEFAULT_PORT})")
-    p.add_argument("--host", default=os.environ.get("MIMO2CODEX_HOST", DEFAULT_HOST),
+    p.add_argument("--host", default=_default(os.environ.get("MIMO2CODEX_HOST", DEFAULT_HOST), sub),
                    help=f"bind address (env MIMO2CODEX_HOST, default {DEFAULT_HOST}; keep it on loopback)")
-    p.add_argument("--provider", "--rules", dest="rules", default=os.environ.get("MIMO2CODEX_RULES", "mimo"),
+    p.add_argument("--provider", "--rules", dest="rules", default=_default(os.environ.get("MIMO2CODEX_RULES", "mimo"), sub),
                    help="provider name from rules/ or a rules YAML file (env MIMO2CODEX_RULES, default mimo)")
+
+
+def add_run(p: argparse.ArgumentParser, sub: bool = False) -> None:
+    """Flags of a running proxy: the default command, `record` and `replay`."""
+    flag = lambda name: _default(env_flag(name), sub)  # noqa: E731
+    p.add_argument("--base-url", default=_default(None, sub), help="upstream Chat Completions base URL (env MIMO_BASE_URL; default from the rules)")
+    p.add_argument("--api-key", default=_default(None, sub), help="upstream API key (env MIMO_API_KEY, or the rules' auth.env)")
+    p.add_argument("--no-reasoning", action="store_true", default=flag("MIMO2CODEX_NO_REASONING"),
+                   help="turn the provider's thinking off (env MIMO2CODEX_NO_REASONING=1)")
+    p.add_argument("--hide-reasoning", action="store_true", default=flag("MIMO2CODEX_HIDE_REASONING"),
+                   help="keep thinking on but do not show it in Codex; it is still passed back between turns (env MIMO2CODEX_HIDE_REASONING=1)")
+    p.add_argument("--web-search", action="store_true", default=flag("MIMO2CODEX_WEB_SEARCH"),
+                   help="offer the provider's web search builtin (MiMo: activate the Web Search plugin first; env MIMO2CODEX_WEB_SEARCH=1)")
+    p.add_argument("-v", "--verbose", action="store_true", default=flag("MIMO2CODEX_VERBOSE"),
+                   help="log one line per translated request (env MIMO2CODEX_VERBOSE=1); no bodies, no keys")
+    p.add_argument("--web", action="store_true", default=_default(False, sub),
+                   help="run under mitmweb: watch every translated exchange in the browser")
+    p.add_argument("--web-port", type=port_number, default=_default(DEFAULT_WEB_PORT, sub),
+                   help=f"mitmweb's port with --web (default {DEFAULT_WEB_PORT})")
+    p.add_argument("--set", dest="mitm_sets", action="append", default=_default([], sub), metavar="OPTION=VALUE",
+                   help="pass a mitmproxy or addon option through, e.g. --set mimo_stream_idle_timeout=120 (repeatable)")
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="launch.py", description="mimo2codex: the OpenAI Codex CLI/app on Xiaomi MiMo, via mitmproxy.")
     p.add_argument("--version", action="version", version=f"mimo2codex {__version__}")
     add_common(p)
-    p.add_argument("--base-url", default=None, help="upstream Chat Completions base URL (env MIMO_BASE_URL; default from the rules)")
-    p.add_argument("--api-key", default=None, help="upstream API key (env MIMO_API_KEY, or the rules' auth.env)")
-    p.add_argument("--no-reasoning", action="store_true", default=env_flag("MIMO2CODEX_NO_REASONING"),
-                   help="turn the provider's thinking off (env MIMO2CODEX_NO_REASONING=1)")
-    p.add_argument("--hide-reasoning", action="store_true", default=env_flag("MIMO2CODEX_HIDE_REASONING"),
-                   help="keep thinking on but do not show it in Codex; it is still passed back between turns (env MIMO2CODEX_HIDE_REASONING=1)")
-    p.add_argument("--web-search", action="store_true", default=env_flag("MIMO2CODEX_WEB_SEARCH"),
-                   help="offer the provider's web search builtin (MiMo: activate the Web Search plugin first; env MIMO2CODEX_WEB_SEARCH=1)")
-    p.add_argument("-v", "--verbose", action="store_true", default=env_flag("MIMO2CODEX_VERBOSE"),
-                   help="log one line per translated request (env MIMO2CODEX_VERBOSE=1); no bodies, no keys")
-    p.add_argument("--web", action="store_true", help="run under mitmweb: watch every translated exchange in the browser")
+    add_run(p)
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     pc = sub.add_parser("print-config", help="print the ~/.codex/config.toml and auth.json snippets")
-    add_common(pc)
+    add_common(pc, sub=True)
     pc.add_argument("--env-key", action="store_true", help="use env_key instead of auth.json (Codex CLI only)")
     pc.add_argument("--catalog", metavar="FILE", help="also write a Codex model catalog to FILE (enables the apply_patch tool)")
     pcc = sub.add_parser("print-cc-switch", help="print the auth.json and config.toml blocks for cc-switch")
-    add_common(pcc)
+    add_common(pcc, sub=True)
     demo = sub.add_parser("demo", help="run the whole chain offline (fake MiMo + proxy + a Codex-shaped request)")
-    demo.add_argument("--rules", dest="rules", default="mimo", help=argparse.SUPPRESS)
+    demo.set_defaults(rules="mimo")
     cr = sub.add_parser("check-rules", help="validate rules files (default: every file in rules/)")
     cr.add_argument("files", nargs="*", metavar="FILE")
-    sessions.add_parsers(sub, add_common)  # record, replay, show, compare
+    sessions.add_parsers(sub, lambda sp: (add_common(sp, sub=True), add_run(sp, sub=True)))  # record, replay, show, compare
     return p
 
 
@@ -92,10 +120,10 @@ def proxy_url(host: str, port: int) -> str:
 
 
 def codex_config(r: rules.Rules, host: str, port: int, *, env_key: bool = False, catalog: str | None = None) -> str:
-    lines = [f'model = "{r.default_model}"', f'model_provider = "{CODEX_PROVIDER_ID}"']
+    lines = [f'model = "{r.default_model}"', f'model_provider = "{r.provider}"']
     if catalog:
         lines.append(f'model_catalog_json = "{catalog}"')
-    lines += ["", f"[model_providers.{CODEX_PROVIDER_ID}]", f'name = "{r.name} (via mimo2codex)"',
+    lines += ["", f"[model_providers.{r.provider}]", f'name = "{r.name} (via mimo2codex)"',
               f'base_url = "{proxy_url(host, port)}"', 'wire_api = "responses"']
     lines.append('env_key = "MIMO2CODEX_KEY"' if env_key else "requires_openai_auth = true")
     # Retrying is the proxy's job (bounded, Retry-After aware); Codex's own loop would multiply it.
@@ -197,17 +225,24 @@ def mitm_argv(args: argparse.Namespace, r: rules.Rules, base_url: str) -> list[s
         argv += ["--set", "mimo_verbose=true"]
     else:
         argv += ["--set", "flow_detail=0"]
+    if args.web:
+        argv += ["--set", f"web_host={args.host}", "--set", f"web_port={args.web_port}"]
+    for option in args.mitm_sets:
+        argv += ["--set", option]
     return argv + getattr(args, "mitm_extra", [])  # e.g. `record`'s -w FILE
 
 
 def port_free(host: str, port: int) -> bool:
+    """False if something listens there already; exits with the reason if the address is unusable."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
-        except OSError:
-            return False
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                return False
+            sys.exit(f"mimo2codex: cannot listen on {host}:{port}: {e.strerror or e}")
     return True
 
 
@@ -224,6 +259,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                  f"  No key yet? `python3 launch.py demo` shows the whole chain offline.")
     if not port_free(args.host, args.port):
         sys.exit(f"mimo2codex: {args.host}:{args.port} is already in use; pick another with --port (and update base_url in Codex's config)")
+    if args.web and not port_free(args.host, args.web_port):
+        sys.exit(f"mimo2codex: mitmweb's port {args.web_port} is already in use; pick another with --web-port")
     if key:
         os.environ[r.auth_env] = key  # the addon reads it from the environment: never an option, never logged
     CONFDIR.mkdir(parents=True, exist_ok=True)
@@ -263,4 +300,8 @@ COMMANDS = {
 
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    return COMMANDS.get(args.command, cmd_run)(args)
+    try:
+        return COMMANDS.get(args.command, cmd_run)(args)
+    except BrokenPipeError:  # `print-config | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

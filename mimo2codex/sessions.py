@@ -35,8 +35,8 @@ def add_parsers(sub, add_common) -> None:
 
     cmp_ = sub.add_parser("compare", help="re-send a recording's requests through the current rules and diff the results")
     cmp_.add_argument("file", metavar="FILE")
-    cmp_.add_argument("--provider", "--rules", dest="rules", default=os.environ.get("MIMO2CODEX_RULES", "mimo"),
-                      help="rules to test (default mimo)")
+    cmp_.add_argument("--provider", "--rules", dest="rules", default=argparse.SUPPRESS,
+                      help="rules to test (default: the global --provider, mimo)")
     where = cmp_.add_mutually_exclusive_group()
     where.add_argument("--live", action="store_true", help="send to the live provider (needs its key) instead of the recorded answers")
     where.add_argument("--base-url", dest="compare_url", metavar="URL", help="send to this Chat Completions base URL (e.g. a fake)")

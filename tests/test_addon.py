@@ -191,3 +191,14 @@ def test_script_loads_like_mitmdump_s(monkeypatch):
     with taddons.context() as tctx:
         script = tctx.script("addon/mimo.py")
         assert any(type(a).__name__ == "MimoTranslate" for a in script.addons)
+
+
+def test_options_that_route_the_key_are_frozen_once_running(tctx):
+    tctx_, addon = tctx
+    addon.running()
+    for name, value in (("mimo_base_url", "http://127.0.0.1:1/v1"), ("mode", ["reverse:http://evil.test@127.0.0.1:9"]),
+                        ("mimo_api_key_env", "HOME")):
+        with pytest.raises(exceptions.OptionsError, match=f"{name} cannot change"):
+            tctx_.configure(addon, **{name: value})
+    assert tctx_.options.mimo_base_url == UPSTREAM  # rolled back
+    tctx_.configure(addon, mimo_rules="mimo", mimo_verbose=True)  # same value / harmless option: fine
