@@ -50,8 +50,9 @@ def to_chat(body: Any, rules: Rules, *, thinking: bool = True, show_reasoning: b
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     requested = body.get("model")
-    if not isinstance(requested, str) or not requested.strip():
+    if requested is None or requested == "":
         raise BadRequest("missing required parameter: 'model'", "model")
+    _check_types(body)
     model = _model(requested, rules)
     effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
     think = model.thinking == "always" or (thinking and bool(model.thinking) and effort != "none")
@@ -74,6 +75,30 @@ def to_chat(body: Any, rules: Rules, *, thinking: bool = True, show_reasoning: b
     for name in rules.hooks["request"]:
         hooks.REGISTRY["request"][name](chat, turn, rules)
     return chat, turn
+
+
+# Responses fields with a fixed type: wrong ones are refused here, with the client's own field name,
+# rather than forwarded for the provider to reject under a name the client never sent.
+_TYPES = {
+    "model": (str, "a string"), "stream": (bool, "a boolean"), "instructions": (str, "a string"),
+    "max_output_tokens": (int, "an integer"), "temperature": ((int, float), "a number"),
+    "top_p": ((int, float), "a number"), "parallel_tool_calls": (bool, "a boolean"),
+    "reasoning": (dict, "an object"), "text": (dict, "an object"), "metadata": (dict, "an object"),
+}
+_MINIMUM = {"max_output_tokens": 1, "temperature": 0, "top_p": 0}
+
+
+def _check_types(body: dict) -> None:
+    for name, (kind, what) in _TYPES.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise BadRequest(f"invalid type for '{name}': expected {what}, got {type(value).__name__} {json.dumps(value)[:40]}", name)
+        if name in _MINIMUM and value < _MINIMUM[name]:
+            raise BadRequest(f"invalid value for '{name}': must be at least {_MINIMUM[name]}, got {value}", name)
+    if isinstance(body.get("model"), str) and not body["model"].strip():
+        raise BadRequest("missing required parameter: 'model'", "model")
 
 
 def _model(requested: str, rules: Rules) -> Model:
@@ -395,7 +420,9 @@ def _messages(body: dict, rules: Rules, model: Model, turn: Turn, names: dict) -
     for item in items:
         hist.add(item)
     hist.flush()
-    messages = _pair_tool_messages(_merge_assistants(hist.messages))
+    # An assistant turn with nothing said or called (Codex interrupted after the reasoning) says nothing.
+    merged = [m for m in _merge_assistants(hist.messages) if m["role"] != "assistant" or m["content"] or m["tool_calls"]]
+    messages = _pair_tool_messages(merged)
     if not any(m["role"] != "system" for m in messages):
         raise BadRequest("'input' must contain at least one message", "input")
     _finish_assistants(messages, rules, turn)

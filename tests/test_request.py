@@ -250,3 +250,23 @@ def test_bad_input_is_a_precise_bad_request(body, needle):
     with pytest.raises(BadRequest) as e:
         to_chat(body, MIMO)
     assert needle in e.value.message and e.value.status == 400
+
+
+def test_reasoning_only_turn_sends_no_empty_assistant():
+    items = [msg("user", "q"), {"type": "reasoning", "summary": [{"type": "summary_text", "text": "thought"}]}, msg("user", "q2")]
+    assert [m["role"] for m in chat_of(items)["messages"]] == ["user", "user"]
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("model", 5, "invalid type for 'model': expected a string"),
+    ("stream", "false", "invalid type for 'stream': expected a boolean"),
+    ("max_output_tokens", "10", "invalid type for 'max_output_tokens'"),
+    ("max_output_tokens", -5, "must be at least 1"),
+    ("max_output_tokens", True, "invalid type for 'max_output_tokens'"),
+    ("temperature", "hot", "expected a number"),
+    ("reasoning", "high", "expected an object"),
+])
+def test_wrong_types_refused_with_the_clients_field_name(field, value, needle):
+    with pytest.raises(BadRequest) as e:
+        to_chat({"model": "mimo-v2.5-pro", "input": "x", field: value}, MIMO)
+    assert needle in e.value.message and e.value.param == field
