@@ -116,8 +116,8 @@ def _parse(status: int, body: bytes) -> tuple[str, str, str, str, str]:
                 detail = param or message
             if detail:
                 return detail, message, param, etype, code
-    text = raw.decode("utf-8", "replace").strip()
-    title = _TITLE.search(raw)
+    text = payload.decode("utf-8", "replace").strip()  # an SSE-framed HTML page is still a page
+    title = _TITLE.search(payload)
     if title:
         text = title.group(1).decode("utf-8", "replace").strip()
     elif text.lstrip()[:1] == "<":

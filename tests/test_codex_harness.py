@@ -27,7 +27,7 @@ from tests.support.codex_cli import (
 
 pytestmark = pytest.mark.codex
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "contracts" / "codex-samples"
+SAMPLES = Path(__file__).resolve().parent / "fixtures" / "codex"  # copies of the contract samples
 # Failure scenarios must not sit through Codex's default retry loops.
 FAST = dict(stream_max_retries=0, request_max_retries=0, stream_idle_timeout_ms=5000)
 
