@@ -271,8 +271,14 @@ class MimoTranslate:
             budget -= delay
             tries.append(f"{status} → retry in {delay:.1f}s")
             await asyncio.sleep(delay)
+            if not flow.client_conn.connected:  # the client gave up: nobody to answer, spend no quota
+                tries.append("client gone")
+                break
+            # urllib's timeout bounds each socket read: the same idle rule as the streamed path.
+            idle = getattr(ctx.options, "mimo_stream_idle_timeout", 0) or ctx.options.mimo_upstream_timeout
             try:
-                status, headers, body = await asyncio.to_thread(upstream.post, url, send, payload, ctx.options.mimo_upstream_timeout)
+                status, headers, body = await asyncio.to_thread(upstream.post, url, send, payload,
+                                                                min(idle, ctx.options.mimo_upstream_timeout))
             except OSError as e:
                 status, headers, body = 502, {}, json.dumps({"error": {"message": self.scrub(f"upstream unreachable: {e}")}}).encode()
         if tries:
