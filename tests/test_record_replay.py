@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +23,8 @@ from addon.replay import Replay
 from mimo2codex import compare, proxyproc, replay, secrets
 from mimo2codex.fakes.mimo import FakeMimo
 from mimo2codex.recording import Exchange, Matcher, comparable_events, fingerprint, normalise
-from tests.support.session import CODEX_BEARER, CODEX_COOKIE, REPLIES, Run, _body, _msg, run_session
+from tests.support.session import (CODEX_BEARER, CODEX_COOKIE, REPLIES, Run, _body, _msg, clean_env, cli_proc,
+                                   run_session, stop)
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-m2c-recording-secret-4f9a1c77"
@@ -216,30 +215,6 @@ def test_replay_addon_rejects_a_file_without_translated_exchanges(tmp_path):
 
 # ------------------------------------------------------------------------------------------------
 # The whole path through real mitmdump processes
-
-
-def cli_proc(args: list[str], env: dict, log: Path) -> subprocess.Popen:
-    """`python3 launch.py ARGS` as launch.py runs it once inside the venv."""
-    code = "import sys; from mimo2codex import cli; sys.exit(cli.main(sys.argv[1:]))"
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env, stdout=open(log, "wb"),
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode
-
-
-def clean_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("MIMO_API_KEY", "MIMO_BASE_URL")}
-    env.update(extra)
-    return env
 
 
 @pytest.fixture(scope="module")

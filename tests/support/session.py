@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mimo2codex import eventlist
+
+ROOT = Path(__file__).resolve().parents[2]
 
 CODEX_BEARER = "codex-bearer-secret-5a7c2e"
 CODEX_COOKIE = "m2c_session=cookie-secret-91be44"
@@ -100,3 +107,32 @@ def run_session(port: int, variant: int) -> Run:
     history += [_msg("user", "Try again, shorter.")]
     run.post(_body(session, 4, history))
     return run
+
+
+# ------------------------------------------------------------------------------------------------
+# launch.py subcommands as processes
+
+
+def cli_proc(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    """`python3 launch.py ARGS` as launch.py runs it once inside the venv."""
+    code = "import sys; from mimo2codex import cli; sys.exit(cli.main(sys.argv[1:]))"
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env, stdout=open(log, "wb"),
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode
+
+
+def clean_env(**extra: str) -> dict:
+    """The test's environment without any provider key or URL, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MIMO_API_KEY", "MIMO_BASE_URL")}
+    env.update(extra)
+    return env
