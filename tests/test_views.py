@@ -12,7 +12,7 @@ from mitmproxy.test import taddons, tflow, tutils
 from addon import views
 from mimo2codex import eventlist
 
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "contracts" / "codex-samples"
+SAMPLES = Path(__file__).resolve().parent / "fixtures" / "codex"  # in-repo copies of the contract's samples
 
 
 def chunk(finish=None, usage=None, **delta) -> bytes:
