@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import time
+from http import HTTPStatus
 from pathlib import Path
 
 # mitmproxy puts only this directory on sys.path, and only while loading the script.
@@ -130,6 +131,7 @@ class MimoTranslate:
     @staticmethod
     def local(flow: http.HTTPFlow, status: int, body: bytes, content_type: str = "application/json") -> None:
         flow.response = http.Response.make(status, body, {"content-type": content_type, "cache-control": "no-store"})
+        flow.response.reason = HTTPStatus(status).phrase  # make() leaves it empty for some codes
 
     def reply_error(self, flow: http.HTTPFlow, mapped: errors.MappedError, turn: Turn | None = None) -> None:
         """Answer with an error the client acts on: a failed stream for stream turns, JSON otherwise."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -30,6 +31,17 @@ def requirements(extras: tuple[str, ...] = ()) -> list[str]:
     return reqs
 
 
+def applies(requirement: str) -> bool:
+    """Whether a requirement's `python_version` marker (the only kind pyproject uses) holds here."""
+    _, _, marker = requirement.partition(";")
+    m = re.fullmatch(r"\s*python_version\s*(<=|>=|<|>|==|!=)\s*['\"](\d+)\.(\d+)['\"]\s*", marker)
+    if not m:
+        return True
+    here, there = sys.version_info[:2], (int(m.group(2)), int(m.group(3)))
+    return {"<": here < there, "<=": here <= there, ">": here > there, ">=": here >= there,
+            "==": here == there, "!=": here != there}[m.group(1)]
+
+
 def in_venv() -> bool:
     return Path(sys.prefix).resolve() == VENV.resolve()
 
@@ -45,7 +57,8 @@ def ensure(extras: tuple[str, ...] = ()) -> Path:
     if not venv_python().exists():
         print(f"mimo2codex: first run - creating {VENV.relative_to(ROOT)} (Python {PYVER})", file=sys.stderr)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    print(f"mimo2codex: installing {', '.join(r.split(';')[0] for r in reqs)}", file=sys.stderr)
+    shown = [r.split(";")[0].strip() for r in reqs if applies(r)]
+    print(f"mimo2codex: installing {', '.join(shown)}", file=sys.stderr)
     cmd = [str(venv_python()), "-m", "pip", "install", "--disable-pip-version-check", "-q", *reqs]
     if subprocess.call(cmd) != 0:
         sys.exit("mimo2codex: dependency installation failed (see pip's output above)")

@@ -232,7 +232,8 @@ def _read(path: Path) -> dict:
     try:
         data = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RulesError(path, None, "", "file not found") from None
+        hint = f" (providers: {', '.join(provider_names())})" if not path.suffix else ""
+        raise RulesError(path, None, "", f"no such rules file or provider{hint}") from None
     except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise RulesError(path, mark.line + 1 if mark else None, "", f"not valid YAML: {getattr(e, 'problem', e)}") from None

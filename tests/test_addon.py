@@ -202,3 +202,10 @@ def test_options_that_route_the_key_are_frozen_once_running(tctx):
             tctx_.configure(addon, **{name: value})
     assert tctx_.options.mimo_base_url == UPSTREAM  # rolled back
     tctx_.configure(addon, mimo_rules="mimo", mimo_verbose=True)  # same value / harmless option: fine
+
+
+def test_local_answers_carry_a_reason_phrase(tctx):
+    _, addon = tctx
+    f = responses_flow(b"{nope")
+    addon.request(f)
+    assert (f.response.status_code, f.response.reason) == (400, "Bad Request")

@@ -13,3 +13,11 @@ def test_running_inside_project_venv():
     assert bootstrap.in_venv()
     major = int(mitmproxy.version.VERSION.split(".")[0])
     assert major == (11 if bootstrap.PYVER == "3.11" else 12)
+
+
+def test_markers_pick_the_line_for_this_python():
+    import sys
+
+    lines = [r for r in bootstrap.requirements() if bootstrap.applies(r)]
+    assert len(lines) == 1
+    assert lines[0].startswith("mitmproxy==11" if sys.version_info < (3, 12) else "mitmproxy>=12")

@@ -104,7 +104,7 @@ def test_built_in_hook_names_are_reserved(tmp_path):
 def test_provider_name_or_path(tmp_path):
     assert rules.resolve_path("glm") == rules.RULES_DIR / "glm.yaml"
     assert rules.resolve_path(str(tmp_path / "x.yaml")) == tmp_path / "x.yaml"
-    with pytest.raises(rules.RulesError, match="file not found"):
+    with pytest.raises(rules.RulesError, match="no such rules file"):
         rules.load(tmp_path / "missing.yaml")
 
 
