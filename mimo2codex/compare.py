@@ -83,13 +83,18 @@ def compare(recorded: list[Exchange], current: list[Exchange], *, answers_count:
             details += d
         a = _diff(_lines_of_answer(old.client_body), _lines_of_answer(new.client_body),
                   "recorded answer to Codex", "current answer")
+        # Another upstream answers differently, but an answer that failed where the recording did not
+        # (rejected key, 4xx from the rules' request) is a regression whatever the upstream.
+        newly_failed = new.failed and not old.failed
+        if newly_failed:
+            notes.append(f"answer FAILED ({new.error or new.status or new.client_status})")
         if a:
             notes.append("answer DIFFERS" if answers_count else "answer differs (upstream not the recording)")
-            if answers_count:
+            if answers_count or newly_failed:
                 details += a
         else:
             notes.append(f"answer same ({len(old.client_events())} events)")
-        bad = not same_request or (answers_count and bool(a))
+        bad = not same_request or newly_failed or (answers_count and bool(a))
         differing += bad
         out.write(f"{'✗' if bad else '✓'} #{old.index} {old.model}: {' · '.join(notes)}\n")
         for line in details:
@@ -112,7 +117,9 @@ def run(path: str, *, upstream: str = "replay", base_url: str | None = None, rul
         target, sets = NO_UPSTREAM, (*sets, f"mimo_replay={Path(path).resolve()}")
         where = "the recorded answers (offline)"
     elif upstream == "live":
-        target, key = r.base_url, os.environ.get(r.auth_env, "").strip()
+        from mimo2codex.cli import base_url_env  # the same override `launch.py` honours
+
+        target, key = os.environ.get(base_url_env(r)) or r.base_url, os.environ.get(r.auth_env, "").strip()
         if not key:
             out.write(f"--live needs the provider key in {r.auth_env}\n")
             return 2

@@ -308,6 +308,16 @@ def test_compare_finds_no_change_then_a_rule_change(recording, tmp_path):
 
 
 @pytest.mark.e2e
+def test_compare_against_an_upstream_that_fails_is_not_a_success(recording, monkeypatch):
+    path, *_ = recording
+    monkeypatch.setenv("MIMO_API_KEY", "sk-not-the-fakes-key")
+    with FakeMimo(keys=("sk-only-this-one",)).start() as fake:  # answers every request with 401
+        out = io.StringIO()
+        assert compare.run(str(path), upstream="url", base_url=fake.base_url, out=out) >= 1, out.getvalue()
+    assert "answer FAILED" in out.getvalue()
+
+
+@pytest.mark.e2e
 def test_mitmdump_w_redacts_a_flow_still_waiting_at_shutdown(tmp_path):
     """The documented `mitmdump -s addon/mimo.py -w FILE`, stopped while a turn is in flight."""
     path = tmp_path / "cut.mitm"
