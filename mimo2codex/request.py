@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Iterable
+from typing import Any
 
 from mimo2codex import envelope, hooks, jsonfix
 from mimo2codex.rules import EFFORT_ORDER, Model, ParamRule, Rules

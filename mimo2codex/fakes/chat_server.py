@@ -1530,3 +1530,20 @@ _LEAD_BYTE = re.compile(rb"[\xc0-\xff]")
 def _first_multibyte(data: bytes) -> int | None:
     m = _LEAD_BYTE.search(data)
     return m.start() if m else None
+
+
+def serve_until_signal(fake: "FakeChatServer") -> int:
+    """The fakes' command-line mode: announce the URL, serve until SIGINT/SIGTERM."""
+    import signal
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    fake.start()
+    print(f"listening on {fake.base_url}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        fake.stop()
+    return 0

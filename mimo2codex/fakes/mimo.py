@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from typing import Any, Iterable
 
-from .chat_server import FakeChatServer, FakeError, ModelInfo, Profile
+from .chat_server import FakeChatServer, FakeError, ModelInfo, Profile, serve_until_signal
 
 _MM = frozenset({"text", "image", "audio", "video"})
 _V25_EFFORTS = ("low", "medium", "high")
@@ -184,17 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                         verbose=args.verbose)
     except ValueError as e:
         ap.error(str(e))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    fake.start()
-    print(f"listening on {fake.base_url}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        fake.stop()
-    return 0
+    return serve_until_signal(fake)
 
 
 if __name__ == "__main__":

@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 import uuid
 from typing import Any, Callable, Iterable
 
 try:  # `python -m mimo2codex.fakes.providers` and package imports both work
-    from .chat_server import RESPONSES_ONLY_FIELDS, FakeChatServer, FakeError, ModelInfo, Profile, Reply, Turn, sse
+    from .chat_server import (RESPONSES_ONLY_FIELDS, FakeChatServer, FakeError, ModelInfo, Profile, Reply, Turn,
+                              serve_until_signal, sse)
 except ImportError:  # pragma: no cover - run as a plain script
     from mimo2codex.fakes.chat_server import (RESPONSES_ONLY_FIELDS, FakeChatServer, FakeError, ModelInfo, Profile, Reply,
-                                              Turn, sse)
+                                              Turn, serve_until_signal, sse)
 
 _TEXT = frozenset({"text"})
 _IMG = frozenset({"text", "image"})
@@ -742,17 +741,7 @@ def main(argv: list[str] | None = None) -> int:
     keys: Any = None if args.any_key else (args.key or ...)
     fake = fake_server(args.name, keys, host=args.host, port=args.port,
                        default_reply=json.loads(args.default_reply) if args.default_reply else None)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    fake.start()
-    print(f"listening on {fake.base_url}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        fake.stop()
-    return 0
+    return serve_until_signal(fake)
 
 
 if __name__ == "__main__":  # pragma: no cover
