@@ -20,6 +20,7 @@ import sys
 import time
 from http import HTTPStatus
 from pathlib import Path
+from typing import NamedTuple
 
 # mitmproxy puts only this directory on sys.path, and only while loading the script.
 _ROOT = str(Path(__file__).resolve().parent.parent)
@@ -45,8 +46,17 @@ SSE = "text/event-stream"
 META = "m2c."
 # Options that decide where requests (and the key) go or what code runs. mitmweb 11's API has no
 # login, so any local process could otherwise point the proxy, key included, at itself.
-FROZEN = ("mimo_rules", "mimo_base_url", "mimo_api_key_env", "mode", "map_remote", "modify_headers", "scripts",
+FROZEN = ("mimo_rules", "mimo_routes", "mimo_base_url", "mimo_api_key_env", "mode", "map_remote", "modify_headers", "scripts",
           "ssl_insecure", "upstream_cert")  # flow.metadata key prefix; values stay tnetstring-serialisable (str/int/bool)
+
+
+class Route(NamedTuple):
+    """Where a request goes: the provider's rules, its base URL and the variable holding its key."""
+
+    prefix: str  # "" for the main provider; else the model prefix that selects this one ("deepseek/...")
+    rules: rules.Rules
+    base_url: str
+    key_env: str
 
 
 class Tee:
@@ -75,13 +85,18 @@ class MimoTranslate:
         self.rules: rules.Rules | None = None
         self.turns: dict[str, Turn] = {}
         self.frozen: dict[str, object] = {}  # option values fixed at start-up, see FROZEN
-        # Each flow keeps the rules it was translated with: a reload mid-flight must not change them.
-        self.flow_rules: dict[str, rules.Rules] = {}
+        # Each flow keeps the route (rules, URL, key) it was translated with: a reload must not change them.
+        self.flow_routes: dict[str, Route] = {}
+        self.routes: dict[str, Route] = {}  # model prefix -> another provider, see mimo_routes
         self.tees: dict[str, Tee] = {}
 
     def load(self, loader) -> None:
         loader.add_option("mimo_rules", str, "mimo", "Provider rules: a name from rules/ or a YAML file path.")
         loader.add_option("mimo_base_url", str, "", "Upstream Chat Completions base URL (default: the rules' base_url).")
+        loader.add_option("mimo_routes", str, "",
+                          "Comma-separated providers (names from rules/ or files) reachable by model prefix in the same "
+                          "proxy: with 'deepseek', model 'deepseek/deepseek-v4-pro' goes to DeepSeek with "
+                          "DEEPSEEK_API_KEY (and DEEPSEEK_BASE_URL if set).")
         loader.add_option("mimo_api_key_env", str, "",
                           "Environment variable holding the upstream API key (default: the rules' auth.env). "
                           "The key itself is never an option, so it cannot show up in mitmweb or saved options.")
@@ -105,6 +120,15 @@ class MimoTranslate:
                 self.rules = rules.load(ctx.options.mimo_rules)
             except rules.RulesError as e:
                 raise exceptions.OptionsError(f"mimo_rules: {e}") from None
+        if "mimo_routes" in updated:
+            routes = {}
+            for spec in filter(None, (s.strip() for s in ctx.options.mimo_routes.split(","))):
+                try:
+                    r = rules.load(spec)
+                except rules.RulesError as e:
+                    raise exceptions.OptionsError(f"mimo_routes: {e}") from None
+                routes[r.provider] = Route(r.provider, r, (os.environ.get(r.base_url_env()) or r.base_url).rstrip("/"), r.auth_env)
+            self.routes = routes
         if "mimo_base_url" in updated and ctx.options.mimo_base_url:
             if not ctx.options.mimo_base_url.startswith(("http://", "https://")):
                 raise exceptions.OptionsError(f"mimo_base_url must start with http:// or https://, got {ctx.options.mimo_base_url!r}")
@@ -120,10 +144,21 @@ class MimoTranslate:
     def key_env(self) -> str:
         return ctx.options.mimo_api_key_env or self.rules.auth_env
 
-    def api_key(self) -> str:
-        key = os.environ.get(self.key_env(), "").strip()
+    def api_key(self, route: Route | None = None) -> str:
+        key = os.environ.get(route.key_env if route else self.key_env(), "").strip()
         secrets.remember(key)  # error texts built anywhere (mid-stream too) are scrubbed of it
         return key
+
+    def main_route(self) -> Route:
+        return Route("", self.rules, self.base_url(), self.key_env())
+
+    def route_for(self, model: object) -> tuple[Route, object]:
+        """The route a model id selects, and the id to hand that provider."""
+        if isinstance(model, str) and "/" in model:
+            prefix, rest = model.split("/", 1)
+            if prefix in self.routes:
+                return self.routes[prefix], rest
+        return self.main_route(), model
 
     def scrub(self, text: str) -> str:
         return secrets.scrub(text, self.api_key())
@@ -156,24 +191,30 @@ class MimoTranslate:
         elif method == "GET" and path in MODELS_PATHS:
             now = int(time.time())
             data = [{"id": m, "object": "model", "created": now, "owned_by": self.rules.provider} for m in self.rules.listed_models()]
+            data += [{"id": f"{p}/{m}", "object": "model", "created": now, "owned_by": p}
+                     for p, route in self.routes.items() for m in route.rules.listed_models()]
             self.local(flow, 200, json.dumps({"object": "list", "data": data}).encode())
         elif method == "GET" and path in ("/healthz", "/v1/healthz"):
             body = {"ok": True, "name": "mimo2codex", "version": __version__, "provider": self.rules.provider,
-                    "upstream": self.base_url(), "key": "set" if self.api_key() else "missing"}
+                    "upstream": self.base_url(), "key": "set" if self.api_key() else "missing",
+                    "routes": {p: {"upstream": r.base_url, "key": "set" if self.api_key(r) else "missing"}
+                               for p, r in self.routes.items()}}
             self.local(flow, 200, json.dumps(body).encode())
         elif isinstance(flow.client_conn.proxy_mode, mode_specs.ReverseMode):
             msg = f"{method} {path} is not served here; mimo2codex answers POST /v1/responses, GET /v1/models and GET /healthz"
             self.local(flow, 404, errors.error_body(errors.client_error(msg, code="not_found", status=404)))
 
     def translate_request(self, flow: http.HTTPFlow) -> None:
-        rules_ = self.rules
         try:
             body = json.loads(flow.request.get_content(strict=False) or b"")
         except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
             self.reply_error(flow, errors.client_error(f"request body is not valid JSON: {e}"))
             return
+        route, model = self.route_for(body.get("model") if isinstance(body, dict) else None)
+        rules_ = route.rules
         try:
-            chat, turn = request.to_chat(body, rules_, thinking=ctx.options.mimo_reasoning,
+            routed = dict(body, model=model) if route.prefix else body
+            chat, turn = request.to_chat(routed, rules_, thinking=ctx.options.mimo_reasoning,
                                          show_reasoning=ctx.options.mimo_show_reasoning,
                                          web_search=ctx.options.mimo_web_search)
         except request.BadRequest as e:
@@ -184,9 +225,11 @@ class MimoTranslate:
             self.reply_error(flow, errors.client_error(f"request could not be translated ({type(e).__name__}: {e}); "
                                                        "check the types of its fields"))
             return
-        key = self.api_key()
+        if route.prefix:
+            turn.model = body["model"]  # echo the client's own spelling, prefix included
+        key = self.api_key(route)
         if not key and rules_.auth_required:
-            msg = f"no upstream API key: set {self.key_env()} (or pass --api-key to launch.py) and restart mimo2codex"
+            msg = f"no upstream API key for {rules_.name}: set {route.key_env} (or pass --api-key to launch.py) and restart mimo2codex"
             self.reply_error(flow, errors.client_error(msg, code="invalid_prompt", status=401), turn)
             return
         flow.metadata[META + "responses_request"] = json.dumps(body, ensure_ascii=False)
@@ -199,14 +242,14 @@ class MimoTranslate:
         # Fresh headers: Codex's own (its bearer, session ids, turn metadata) are not the provider's business.
         req.headers = http.Headers(content_type="application/json", accept=SSE, accept_encoding="identity",
                                    user_agent=f"mimo2codex/{__version__}")
-        req.url = rules_.chat_url(self.base_url())  # one assignment fixes scheme, host, port and path
+        req.url = rules_.chat_url(route.base_url)  # one assignment fixes scheme, host, port and path
         default_port = {"http": 80, "https": 443}.get(req.scheme)
         req.headers["host"] = req.host if req.port == default_port else f"{req.host}:{req.port}"
         if key:
             req.headers[rules_.auth_header] = rules_.auth_value(key)
         req.content = payload
         self.turns[flow.id] = turn
-        self.flow_rules[flow.id] = rules_
+        self.flow_routes[flow.id] = route
         log.info("→ %s %s: %d messages, %d tools, stream=%s, thinking=%s", rules_.provider, chat.get("model"),
                  len(chat["messages"]), len(chat.get("tools", [])), turn.stream, turn.thinking)
         for warning in turn.warnings:
@@ -224,11 +267,12 @@ class MimoTranslate:
         if resp.http_version == "HTTP/1.1":
             resp.headers["transfer-encoding"] = "chunked"
         resp.headers["cache-control"] = "no-cache"
-        resp.stream = self.tees[flow.id] = Tee(ResponsesStream(turn, self.flow_rules.get(flow.id, self.rules)))
+        resp.stream = self.tees[flow.id] = Tee(ResponsesStream(turn, self.flow_routes[flow.id].rules if flow.id in self.flow_routes else self.rules))
 
     async def response(self, flow: http.HTTPFlow) -> None:
         turn = self.turns.pop(flow.id, None)
-        rules_ = self.flow_rules.pop(flow.id, self.rules)
+        route = self.flow_routes.pop(flow.id, None) or self.main_route()
+        rules_ = route.rules
         if turn is None:
             return
         secrets.redact_headers(flow.request.headers)
@@ -240,7 +284,7 @@ class MimoTranslate:
         resp = flow.response
         status, body, headers = resp.status_code, resp.get_content(strict=False) or b"", dict(resp.headers)
         if status != 200:
-            status, headers, body = await self.retry(flow, rules_, status, headers, body)
+            status, headers, body = await self.retry(flow, route, status, headers, body)
         if status != 200:
             flow.metadata[META + "upstream_body"] = body.decode("utf-8", "replace")
             self.reply_error(flow, errors.map_upstream(rules_, status, body, headers), turn)
@@ -252,15 +296,16 @@ class MimoTranslate:
             self.local(flow, 200, json.dumps(sm.response, ensure_ascii=False).encode())
         self.annotate(flow, sm, body, out)
 
-    async def retry(self, flow: http.HTTPFlow, rules_: rules.Rules, status: int, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
+    async def retry(self, flow: http.HTTPFlow, route: Route, status: int, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
         """Retry 429/5xx answers within the rules' budget; the answer then goes out whole."""
+        rules_ = route.rules
         budget = float(rules_.retry["max_wait"])
         attempts = int(rules_.retry["attempts"])
-        url = rules_.chat_url(self.base_url())
+        url = rules_.chat_url(route.base_url)
         send = {"content-type": "application/json", "accept": SSE, "accept-encoding": "identity",
                 "user-agent": f"mimo2codex/{__version__}"}
-        if self.api_key():
-            send[rules_.auth_header] = rules_.auth_value(self.api_key())
+        if self.api_key(route):
+            send[rules_.auth_header] = rules_.auth_value(self.api_key(route))
         payload = flow.metadata[META + "chat_request"].encode()
         tries = []
         for attempt in range(1, attempts + 1):
@@ -290,7 +335,7 @@ class MimoTranslate:
 
     def error(self, flow: http.HTTPFlow) -> None:
         turn = self.turns.pop(flow.id, None)
-        self.flow_rules.pop(flow.id, None)
+        self.flow_routes.pop(flow.id, None)
         tee = self.tees.pop(flow.id, None)
         if turn is None:
             return
@@ -310,7 +355,7 @@ class MimoTranslate:
     def done(self) -> None:
         # Flows still in flight at shutdown are written by Save's done(), which runs after ours.
         self.turns.clear()
-        self.flow_rules.clear()
+        self.flow_routes.clear()
 
     def annotate(self, flow: http.HTTPFlow, sm: ResponsesStream, upstream_body: bytes, client_body: bytes) -> None:
         flow.metadata[META + "upstream_body"] = upstream_body.decode("utf-8", "replace")

@@ -54,10 +54,13 @@ class Recorder:
             return ""
 
     def scrub(self, flow: http.HTTPFlow) -> None:
-        """Take the provider key out of everything a translated flow stores."""
-        key = self.api_key()
-        if len(key) < 8:  # too short to search for without mangling ordinary text
-            return
+        """Take the provider keys (the main one and any routed provider's) out of everything a flow stores."""
+        for key in {self.api_key(), *secrets.known()}:
+            if len(key) >= 8:  # shorter is too short to search for without mangling ordinary text
+                self._scrub_one(flow, key)
+
+    @staticmethod
+    def _scrub_one(flow: http.HTTPFlow, key: str) -> None:
         for k, v in list(flow.metadata.items()):
             if isinstance(v, str) and key in v:
                 flow.metadata[k] = v.replace(key, secrets.REDACTED)

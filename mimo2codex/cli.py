@@ -32,9 +32,8 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def base_url_env(r: rules.Rules) -> str:
-    """MIMO_API_KEY -> MIMO_BASE_URL: each provider's URL override sits beside its key variable."""
-    return r.auth_env.removesuffix("_API_KEY").removesuffix("_KEY") + "_BASE_URL"
+def _env_list(name: str) -> list[str]:
+    return [s.strip() for s in os.environ.get(name, "").split(",") if s.strip()]
 
 
 def port_number(text: str) -> int:
@@ -79,6 +78,9 @@ def add_run(p: argparse.ArgumentParser, sub: bool = False) -> None:
                    help="run under mitmweb: watch every translated exchange in the browser")
     p.add_argument("--web-port", type=port_number, default=_default(DEFAULT_WEB_PORT, sub),
                    help=f"mitmweb's port with --web (default {DEFAULT_WEB_PORT})")
+    p.add_argument("--route", dest="routes", action="append", default=_default(_env_list("MIMO2CODEX_ROUTES"), sub),
+                   metavar="PROVIDER", help="also serve PROVIDER in this proxy, chosen by model prefix: --route deepseek "
+                   "sends model 'deepseek/<id>' to DeepSeek with DEEPSEEK_API_KEY (repeatable; env MIMO2CODEX_ROUTES=a,b)")
     p.add_argument("--set", dest="mitm_sets", action="append", default=_default([], sub), metavar="OPTION=VALUE",
                    help="pass a mitmproxy or addon option through, e.g. --set mimo_stream_idle_timeout=120 (repeatable)")
 
@@ -227,6 +229,8 @@ def mitm_argv(args: argparse.Namespace, r: rules.Rules, base_url: str) -> list[s
         argv += ["--set", "flow_detail=0"]
     if args.web:
         argv += ["--set", f"web_host={args.host}", "--set", f"web_port={args.web_port}"]
+    if args.routes:
+        argv += ["--set", f"mimo_routes={','.join(args.routes)}"]
     for option in args.mitm_sets:
         argv += ["--set", option]
     return argv + getattr(args, "mitm_extra", [])  # e.g. `record`'s -w FILE
@@ -248,7 +252,7 @@ def port_free(host: str, port: int) -> bool:
 
 def cmd_run(args: argparse.Namespace) -> int:
     r = load_rules(args.rules)
-    url_env = base_url_env(r)
+    url_env = r.base_url_env()
     base_url = (args.base_url or os.environ.get(url_env) or r.base_url).rstrip("/")
     if not base_url.startswith(("http://", "https://")):
         sys.exit(f"mimo2codex: --base-url must start with http:// or https://, got {base_url!r}")
@@ -267,6 +271,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"mimo2codex v{__version__} listening on http://{args.host}:{args.port}  ({'mitmweb' if args.web else 'mitmdump'})")
     source = ("--api-key" if args.api_key else r.auth_env) + ": set" if key else "none (not required)"
     print(f"upstream: {r.name} at {base_url}  (key: {source})")
+    for spec in args.routes:
+        routed = load_rules(spec)
+        have = "set" if os.environ.get(routed.auth_env) or not routed.auth_required else f"MISSING: export {routed.auth_env}=..."
+        print(f"route: model '{routed.provider}/<id>' → {routed.name} at {os.environ.get(routed.base_url_env()) or routed.base_url}"
+              f"  (key {routed.auth_env}: {have})")
     if not is_loopback(args.host):
         print(f"WARNING: listening on {args.host}, not loopback: anyone who can reach this port spends your {r.name} quota.",
               file=sys.stderr)

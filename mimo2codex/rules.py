@@ -345,6 +345,10 @@ class Rules:
             ids += [f"{m}[1m]" for m in self.models]
         return ids
 
+    def base_url_env(self) -> str:
+        """MIMO_API_KEY -> MIMO_BASE_URL: each provider's URL override sits beside its key variable."""
+        return self.auth_env.removesuffix("_API_KEY").removesuffix("_KEY") + "_BASE_URL"
+
     def auth_value(self, key: str) -> str:
         return f"{self.auth_scheme} {key}" if self.auth_scheme else key
 

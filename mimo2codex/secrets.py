@@ -20,6 +20,11 @@ def remember(value: str | None) -> None:
         _known.add(value)
 
 
+def known() -> tuple[str, ...]:
+    """The remembered secret values (for scrubbing stored bodies)."""
+    return tuple(_known)
+
+
 def scrub(text: str, *secrets: str | None) -> str:
     """`text` with every non-trivial secret value (those given and those remembered) replaced."""
     for secret in (*secrets, *_known):
