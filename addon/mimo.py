@@ -205,8 +205,9 @@ class MimoTranslate:
             self.local(flow, 404, errors.error_body(errors.client_error(msg, code="not_found", status=404)))
 
     def translate_request(self, flow: http.HTTPFlow) -> None:
+        raw = flow.request.get_content(strict=False) or b""
         try:
-            body = json.loads(flow.request.get_content(strict=False) or b"")
+            body = json.loads(raw)
         except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
             self.reply_error(flow, errors.client_error(f"request body is not valid JSON: {e}"))
             return
@@ -232,7 +233,8 @@ class MimoTranslate:
             msg = f"no upstream API key for {rules_.name}: set {route.key_env} (or pass --api-key to launch.py) and restart mimo2codex"
             self.reply_error(flow, errors.client_error(msg, code="invalid_prompt", status=401), turn)
             return
-        flow.metadata[META + "responses_request"] = json.dumps(body, ensure_ascii=False)
+        # The client's own text, not a re-serialisation: ~17 ms less per 4 MB request (bench/README.md).
+        flow.metadata[META + "responses_request"] = raw.decode(json.detect_encoding(raw), "replace")
         flow.metadata[META + "model"] = turn.model
         flow.metadata[META + "stream"] = turn.stream
         flow.metadata[META + "provider"] = rules_.provider
