@@ -1,0 +1,474 @@
+"""mimo2codex benchmarks: ratios against plain mitmdump, measured in one run on this machine.
+
+    .venv/3.11/bin/python bench/run.py            # everything, mitmproxy 11 (about 3 minutes)
+    .venv/3.12/bin/python bench/run.py ttfb long  # some sections, mitmproxy 12
+    .venv/3.11/bin/python bench/run.py --quick    # fewer rounds
+
+Sections:
+  ttfb        added time to first body byte over a direct connection: mimo2codex vs plain mitmdump
+  long        one 5000-chunk stream: throughput and proxy CPU per chunk, mimo2codex vs plain mitmdump
+              (plus two diagnostic rows: "translate-only", plain mitmdump + just the stream translator,
+              bench/translate_only.py; "translate-fastpath", the same with a prototype fast path for
+              plain content deltas, bench/fastpath_proto.py)
+  concurrent  256 concurrent streams: errors, TTFB p50/p99, proxy RSS idle and under load
+  request     translating a Codex request of 0.1 / 1 / 4 MB (4 MB = 500 items with tool calls, ~1M
+              tokens): proxy time in the addon's own request hook, and end to end vs plain mitmdump
+  profile     cProfile of the hot paths (stream translation per chunk, request translation)
+
+Configurations, all against bench/fast_upstream.py (pre-rendered answers, one HTTP chunk per SSE
+event, like MiMo): "direct" (the client talks to the upstream), "plain" (mitmdump reverse proxy
+with streaming on, bench/passthrough.py), "plain-buffered" (mitmdump without any addon: it holds
+the whole answer back) and "mimo2codex" (mitmdump -s addon/mimo.py, translating both ways). Each
+measurement runs in ROUNDS interleaved rounds; the figure is the median of the round medians, so a
+noisy neighbour hits every configuration alike. Proxy CPU comes from /proc/<pid>/stat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mimo2codex import proxyproc  # noqa: E402
+
+PY = sys.executable
+HZ = os.sysconf("SC_CLK_TCK")
+TARGETS = {"ttfb": 1.5, "long": 0.8, "request_ms": 100.0}
+
+
+# ----------------------------------------------------------------------------------------------
+# Processes
+
+
+class Upstream:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([PY, str(ROOT / "bench" / "fast_upstream.py"), "--port", "0"], stdout=subprocess.PIPE,
+                                     text=True, start_new_session=True)
+        line = self.proc.stdout.readline()
+        self.base_url = line.split()[-1]
+        self.port = int(self.base_url.rsplit(":", 1)[1].split("/")[0])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def start_plain(upstream: Upstream, script: str | None = "passthrough.py") -> proxyproc.Proxy:
+    port = proxyproc.free_port()
+    argv = [PY, "-c", proxyproc.MITMDUMP, "--mode", f"reverse:http://127.0.0.1:{upstream.port}@127.0.0.1:{port}",
+            "--set", "connection_strategy=lazy", "--set", f"confdir={proxyproc.CONFDIR}", "--set", "flow_detail=0"]
+    if script:
+        argv[3:3] = ["-s", str(ROOT / "bench" / script)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    p = proxyproc.Proxy(proc, port)
+    proxyproc.wait_port(port, proc)
+    return p
+
+
+def start_m2c(upstream: Upstream) -> proxyproc.Proxy:
+    return proxyproc.start(upstream.base_url, key="sk-bench", sets=("flow_detail=0", "mimo_stats=true"))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Requests
+
+
+def chat_body(marker: str) -> bytes:
+    return json.dumps({"model": "mimo-v2.6-pro", "stream": True, "messages": [{"role": "user", "content": marker}]}).encode()
+
+
+def responses_body(marker: str) -> bytes:
+    return json.dumps({"model": "mimo-v2.6-pro", "stream": True, "store": False,
+                       "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": marker}]}]}).encode()
+
+
+class Target:
+    """One configuration: where to send what, and how to tell a complete answer."""
+
+    def __init__(self, name: str, port: int, pid: int | None, responses: bool, answers_responses: bool | None = None) -> None:
+        self.name, self.port, self.pid, self.responses = name, port, pid, responses
+        self.answers_responses = responses if answers_responses is None else answers_responses
+        self.idle_rss = rss_mb(pid) if pid else 0.0
+
+    def request(self, marker: str, body: bytes | None = None) -> bytes:
+        path = "/v1/responses" if self.responses else "/v1/chat/completions"
+        body = body if body is not None else (responses_body(marker) if self.responses else chat_body(marker))
+        return (f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\n\r\n").encode() + body
+
+    def ok(self, tail: bytes) -> bool:
+        return (b"response.completed" in tail) if self.answers_responses else (b"[DONE]" in tail)
+
+
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: bytes) -> tuple[float, float, int, bytes]:
+    """(seconds to the first body byte, seconds to the end, body bytes, last bytes) for one request."""
+    t0 = time.perf_counter()
+    writer.write(req)
+    head = await reader.readuntil(b"\r\n\r\n")
+    chunked = b"chunked" in head.lower()
+    length = None
+    if not chunked:
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+    first = None
+    n = 0
+    tail = b""
+    while True:
+        data = await reader.read(262144)
+        if not data:
+            raise ConnectionError("closed mid-answer")
+        if first is None:
+            first = time.perf_counter()
+        n += len(data)
+        tail = (tail + data)[-65536:]
+        if chunked and tail.endswith(b"\r\n0\r\n\r\n"):
+            break
+        if length is not None and n >= length:
+            break
+    return first - t0, time.perf_counter() - t0, n, tail
+
+
+async def sequential(target: Target, marker: str, count: int, keepalive: bool, body: bytes | None = None) -> list[tuple]:
+    out = []
+    conn = None
+    req = target.request(marker, body)
+    for _ in range(count):
+        if conn is None:
+            conn = await asyncio.open_connection("127.0.0.1", target.port)
+        ttfb, total, n, tail = await exchange(*conn, req)
+        if not target.ok(tail):
+            raise RuntimeError(f"{target.name}: bad answer {tail[-300:]!r}")
+        out.append((ttfb, total, n))
+        if not keepalive:
+            conn[1].close()
+            conn = None
+    if conn:
+        conn[1].close()
+    return out
+
+
+def med(values) -> float:
+    return statistics.median(values)
+
+
+def rounds(targets: list[Target], n_rounds: int, measure) -> dict[str, list]:
+    """measure(target) per target, n_rounds times, the order rotated every round."""
+    results: dict[str, list] = {t.name: [] for t in targets}
+    for r in range(n_rounds):
+        order = targets[r % len(targets):] + targets[:r % len(targets)]
+        for t in order:
+            results[t.name].append(measure(t))
+    return results
+
+
+def show(title: str) -> None:
+    print(f"\n== {title} " + "=" * max(0, 90 - len(title)), flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sections
+
+
+def bench_ttfb(targets: list[Target], n_rounds: int, count: int) -> dict:
+    show(f"ttfb: tiny streams, {count} per round, {n_rounds} rounds (ms, median of round medians)")
+    targets = [t for t in targets if not t.name.startswith("translate-")]
+    summary = {}
+    for keepalive in (True, False):
+        res = rounds(targets, n_rounds, lambda t: asyncio.run(sequential(t, "bench:tiny", count, keepalive)))
+        row = {name: med([med([x[0] for x in rnd]) * 1000 for rnd in runs]) for name, runs in res.items()}
+        label = "keep-alive" if keepalive else "new connection per request"
+        print(f"  {label}:")
+        for name, v in row.items():
+            added = v - row["direct"]
+            print(f"    {name:18s} TTFB {v:7.3f} ms   added over direct {added:7.3f} ms")
+        ratio = (row["mimo2codex"] - row["direct"]) / max(1e-9, row["plain"] - row["direct"])
+        print(f"    ratio added TTFB mimo2codex / plain mitmdump = {ratio:.2f}  (target <= {TARGETS['ttfb']})")
+        summary[label] = (row, ratio)
+    return summary
+
+
+def bench_long(targets: list[Target], n_rounds: int, chunks: int, per_round: int) -> dict:
+    show(f"long: one stream of {chunks} chunks, {per_round} per round, {n_rounds} rounds")
+    targets = [t for t in targets if t.name != "plain-buffered"]
+
+    def measure(t: Target):
+        c0 = cpu_seconds(t.pid) if t.pid else 0.0
+        runs = asyncio.run(sequential(t, f"bench:long:{chunks}", per_round, True))
+        c1 = cpu_seconds(t.pid) if t.pid else 0.0
+        return med([x[1] for x in runs]), (c1 - c0) / per_round, runs[0][2]
+
+    res = rounds(targets, n_rounds, measure)
+    row = {}
+    for name, runs in res.items():
+        total = med([r[0] for r in runs])
+        cpu = med([r[1] for r in runs])
+        row[name] = (total, cpu)
+        cpu_s = f"proxy CPU {cpu * 1000:7.1f} ms = {cpu / chunks * 1e6:5.1f} µs/chunk" if name != "direct" else ""
+        print(f"  {name:18s} {total * 1000:8.1f} ms  {chunks / total:9.0f} chunks/s  {runs[0][2] / 1e6:5.2f} MB to client  {cpu_s}")
+    ratio = row["plain"][0] / row["mimo2codex"][0]
+    cpu_ratio = row["plain"][1] / max(1e-9, row["mimo2codex"][1])
+    if "translate-only" in row:
+        per = lambda name: (row[name][1] - row["plain"][1]) / chunks * 1e6  # noqa: E731
+        print(f"  added proxy CPU per chunk over plain: stream translation alone {per('translate-only'):.1f} µs, "
+              f"all of mimo2codex {per('mimo2codex'):.1f} µs, translation with a content-delta fast path "
+              f"(bench/fastpath_proto.py) {per('translate-fastpath'):.1f} µs")
+        print(f"  throughput translate-fastpath / plain = {row['plain'][0] / row['translate-fastpath'][0]:.2f}")
+    print(f"  throughput mimo2codex / plain mitmdump = {ratio:.2f}  (target >= {TARGETS['long']});"
+          f" by proxy CPU per stream: {cpu_ratio:.2f}")
+    return {"row": row, "ratio": ratio, "cpu_ratio": cpu_ratio}
+
+
+def bench_concurrent(targets: list[Target], streams: int, chunks: int) -> dict:
+    show(f"concurrent: {streams} streams of {chunks} chunks at once")
+    out = {}
+    for t in targets:
+        if t.name in ("direct", "plain-buffered") or t.name.startswith("translate-"):
+            continue
+        idle = t.idle_rss
+        peak = [idle]
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], rss_mb(t.pid))
+                time.sleep(0.02)
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+
+        async def run_all():
+            async def one():
+                try:
+                    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", t.port), 30)
+                    try:
+                        ttfb, total, n, tail = await asyncio.wait_for(exchange(reader, writer, t.request(f"bench:long:{chunks}")), 60)
+                    finally:
+                        writer.close()
+                    return (ttfb, total) if t.ok(tail) else "bad answer"
+                except Exception as e:  # counted, not raised: the figure is the error count
+                    return repr(e)
+
+            t0 = time.perf_counter()
+            results = await asyncio.gather(*[one() for _ in range(streams)])
+            return results, time.perf_counter() - t0
+
+        results, wall = asyncio.run(run_all())
+        stop.set()
+        th.join()
+        ok = [r for r in results if isinstance(r, tuple)]
+        errors = [r for r in results if not isinstance(r, tuple)]
+        ttfbs = sorted(r[0] * 1000 for r in ok)
+        p = lambda q: ttfbs[min(len(ttfbs) - 1, int(q * len(ttfbs)))] if ttfbs else float("nan")  # noqa: E731
+        time.sleep(0.5)
+        after = rss_mb(t.pid)
+        print(f"  {t.name:18s} errors {len(errors)}/{streams}  TTFB p50 {p(0.5):7.1f} ms  p99 {p(0.99):7.1f} ms  "
+              f"wall {wall:5.2f} s  RSS idle (after warm-up) {idle:5.1f} MB, peak under load {peak[0]:5.1f} MB, after {after:5.1f} MB")
+        if errors:
+            print(f"    first errors: {errors[:3]}")
+        out[t.name] = {"errors": len(errors), "p50": p(0.5), "p99": p(0.99), "idle": idle, "peak": peak[0]}
+    return out
+
+
+def codex_request(size: int) -> dict:
+    """A Codex-shaped request of about `size` bytes: the real instructions and tools of a Codex
+    0.16x session, then turns of user message, sealed reasoning, exec_command call, its output and
+    an assistant message, 5 items per turn (4 MB = 500 items)."""
+    from mimo2codex import envelope
+
+    base = json.load(open(ROOT / "tests" / "fixtures" / "codex" / "05_parallel_calls_followup.json"))
+    base = base.get("body", base)
+    body = {k: v for k, v in base.items() if k != "input"}
+    body["model"] = "mimo-v2.6-pro"
+    body["input"] = [i for i in base["input"] if i.get("role") in ("developer", "system")][:1]
+    turns = max(1, round(100 * size / 4_000_000))
+    filler = len(json.dumps(body))
+    per_turn = max(200, (size - filler) // turns)
+    out_len = max(50, per_turn - 1800)
+    line = "def function_%d(arg):  # a line of source code returned by a tool call\n"
+    for t in range(turns):
+        output = "".join(line % i for i in range(out_len // 70 + 1))[:out_len]
+        call_id = f"call_{t:06d}"
+        body["input"] += [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": f"Turn {t}: look at file {t}.py and fix it."}]},
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": f"I should read file {t}."}],
+             "encrypted_content": envelope.seal(f"Thinking about turn {t}: read the file first, then patch it. " * 8)},
+            {"type": "function_call", "name": "exec_command", "call_id": call_id,
+             "arguments": json.dumps({"cmd": f"sed -n 1,400p src/{t}.py", "workdir": "/work/project", "yield_time_ms": 1000})},
+            {"type": "function_call_output", "call_id": call_id, "output": output},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": f"File {t}.py read; next I patch it."}]},
+        ]
+    return body
+
+
+def addon_request_ms(raw: bytes, repeat: int) -> float:
+    """Median ms of the addon's request path (json.loads, to_chat, dumps, metadata) on `raw`."""
+    from mitmproxy import http
+    from mitmproxy.proxy import mode_specs
+    from mitmproxy.test import taddons, tflow, tutils
+
+    from addon.mimo import MimoTranslate
+
+    os.environ.setdefault("MIMO_API_KEY", "sk-bench")
+    addon = MimoTranslate()
+    times = []
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, mimo_base_url="http://127.0.0.1:1/v1")
+        for _ in range(repeat):
+            f = tflow.tflow(req=tutils.treq(method=b"POST", path=b"/v1/responses", content=raw,
+                                            headers=http.Headers(host="127.0.0.1:8788", content_type="application/json")))
+            f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:http://127.0.0.1:1")
+            t0 = time.perf_counter()
+            addon.request(f)
+            times.append(time.perf_counter() - t0)
+            assert f.response is None, f.response.content[:300]
+            addon.turns.clear()
+    return med(times) * 1000
+
+
+def bench_request(targets: list[Target], sizes: list[int], repeat: int) -> dict:
+    show("request: translating a Codex request (ms; 4 MB = 500 items, ~1M tokens)")
+    plain = next(t for t in targets if t.name == "plain")
+    m2c = next(t for t in targets if t.name == "mimo2codex")
+    out = {}
+    print(f"  {'size':>8s} {'items':>6s} {'addon hook':>11s} {'ms/MB':>7s}   end to end: plain {'':5s} mimo2codex  added")
+    for size in sizes:
+        body = codex_request(size)
+        raw = json.dumps(body).encode()
+        raw_marked = raw[:-1] + b', "metadata": {"m": "bench:tiny"}}'
+        ms = addon_request_ms(raw, repeat)
+        from mimo2codex import request as request_mod, rules
+
+        chat, _ = request_mod.to_chat(body, rules.load("mimo"))
+        chat_raw = json.dumps(chat).encode()[:-1] + b', "m": "bench:tiny"}'
+        e2e = {}
+        for t, payload in ((plain, chat_raw), (m2c, raw_marked)):
+            runs = asyncio.run(sequential(t, "bench:tiny", repeat, True, payload))
+            e2e[t.name] = med([r[0] for r in runs]) * 1000
+        mb = len(raw) / 1e6
+        print(f"  {mb:6.2f}MB {len(body['input']):6d} {ms:9.1f}ms {ms / mb:7.1f}   {e2e['plain']:9.1f} ms {e2e['mimo2codex']:9.1f} ms"
+              f" {e2e['mimo2codex'] - e2e['plain']:7.1f} ms")
+        out[size] = (mb, ms, e2e)
+    largest = out[sizes[-1]]
+    print(f"  largest: {largest[1]:.1f} ms of proxy time in the request hook (target < {TARGETS['request_ms']:.0f} ms); "
+          f"ms/MB from smallest to largest: " + ", ".join(f"{v[1] / v[0]:.1f}" for v in out.values()))
+    return out
+
+
+def bench_profile(chunks: int, size: int) -> None:
+    show(f"profile: stream translation ({chunks} chunks) and request translation ({size / 1e6:.0f} MB), top by own time")
+    from bench.fast_upstream import answer
+
+    from mimo2codex import request as request_mod, rules
+    from mimo2codex.stream import ResponsesStream
+
+    r = rules.load("mimo")
+    body = codex_request(size)
+    _, turn = request_mod.to_chat(responses_body_dict(), r)
+    wire = answer(b"long:%d" % chunks, chunks).split(b"\r\n\r\n", 1)[1]
+    pieces = []  # the HTTP chunks as mitmproxy hands them to the stream callable
+    rest = wire
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        n = int(size_line, 16)
+        if n == 0:
+            break
+        pieces.append(rest[:n])
+        rest = rest[n + 2:]
+
+    def stream_run():
+        sm = ResponsesStream(turn, r)
+        for p in pieces:
+            sm.feed(p)
+        sm.finish()
+
+    t0 = time.perf_counter()
+    stream_run()
+    per_chunk = (time.perf_counter() - t0) / len(pieces) * 1e6
+    print(f"  stream: {per_chunk:.1f} µs per upstream chunk without the profiler")
+    for name, fn in (("stream", stream_run), ("request", lambda: request_mod.to_chat(json.loads(json.dumps(body)), r))):
+        prof = cProfile.Profile()
+        prof.runcall(fn)
+        s = io.StringIO()
+        pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(12)
+        lines = [ln for ln in s.getvalue().splitlines() if ln.strip()]
+        start = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls"))
+        print(f"  -- {name}")
+        for ln in lines[start:start + 13]:
+            print("   " + ln.replace(str(ROOT) + "/", "")[:150])
+
+
+def responses_body_dict() -> dict:
+    return json.loads(responses_body("bench:tiny"))
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="mimo2codex benchmarks (ratios against plain mitmdump, one run)")
+    ap.add_argument("sections", nargs="*", default=["ttfb", "long", "concurrent", "request", "profile"])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and repetitions")
+    args = ap.parse_args(argv)
+    n_rounds = 3 if args.quick else 5
+    import mitmproxy.version
+
+    print(f"mimo2codex bench: Python {sys.version.split()[0]}, mitmproxy {mitmproxy.version.VERSION}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    upstream = Upstream()
+    procs = [start_plain(upstream), start_plain(upstream, None), start_m2c(upstream), start_plain(upstream, "translate_only.py"),
+             start_plain(upstream, "fastpath_proto.py")]
+    try:
+        targets = [Target("direct", upstream.port, None, False)]
+        for name, p, responses, answers in (("plain", procs[0], False, False), ("plain-buffered", procs[1], False, False),
+                                            ("mimo2codex", procs[2], True, True), ("translate-only", procs[3], False, True),
+                                            ("translate-fastpath", procs[4], False, True)):
+            t = Target(name, p.port, p.proc.pid, responses, answers)
+            asyncio.run(sequential(t, "bench:tiny", 20, True))  # warm-up: imports, first connections
+            t.idle_rss = rss_mb(t.pid)
+            targets.append(t)
+        if "ttfb" in args.sections:
+            bench_ttfb(targets, n_rounds, 60 if args.quick else 150)
+        if "long" in args.sections:
+            bench_long(targets, n_rounds, 5000, 2 if args.quick else 3)
+        if "concurrent" in args.sections:
+            bench_concurrent(targets, 256, 200)
+        if "request" in args.sections:
+            bench_request(targets, [100_000, 1_000_000, 4_000_000], 5 if args.quick else 9)
+        if "profile" in args.sections:
+            bench_profile(5000, 4_000_000)
+    finally:
+        for p in procs:
+            p.stop()
+        upstream.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
