@@ -1478,28 +1478,25 @@ class FakeChatServer:
                     continue
             rec.events_sent += 1
             self._write_chunk(h, ev)
-        if reply.cut_after is not None:
-            self._cut(h, reply.cut_mode)
-            return
-        if reply.stall_after is not None:
-            self._stall(h, rec)
-            return
-        rec.completed = True
-        h.wfile.write(b"0\r\n\r\n")
+        self._end(h, rec, reply, b"0\r\n\r\n")
 
     def _send_completion(self, h: _Handler, rec: RecordedRequest, turn: Turn, reply: Reply) -> None:
         data = dumps(self.profile.completion(turn, reply))
         self._wait(h, rec, reply.header_delay)
         self._head(h, rec, 200, {"Content-Type": "application/json", "Content-Length": str(len(data))})
+        self._end(h, rec, reply, data, cut_partial=data[:len(data) // 2])
+
+    def _end(self, h: _Handler, rec: RecordedRequest, reply: Reply, last: bytes, cut_partial: bytes = b"") -> None:
+        """The end of an answer: cut (after `cut_partial`), stall, or complete with `last`."""
         if reply.cut_after is not None:
-            h.wfile.write(data[:len(data) // 2])
+            h.wfile.write(cut_partial)
             self._cut(h, reply.cut_mode)
             return
         if reply.stall_after is not None:
             self._stall(h, rec)
             return
         rec.completed = True
-        h.wfile.write(data)
+        h.wfile.write(last)
 
     # ---- control API -----------------------------------------------------------------------
     def _control(self, h: _Handler, path: str, raw: bytes) -> None:
