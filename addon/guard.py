@@ -87,6 +87,9 @@ class Guard:
                 raise exceptions.OptionsError(f"mimo_max_body: {e}") from None
         if "mimo_stream_idle_timeout" in updated and ctx.options.mimo_stream_idle_timeout < 0:
             raise exceptions.OptionsError("mimo_stream_idle_timeout must be >= 0")
+        if "proxy_debug" in updated and getattr(ctx.options, "proxy_debug", False):
+            log.warning("proxy_debug logs the raw bytes sent upstream, the provider's API key included: "
+                        "do not share this log.")
 
     def running(self) -> None:
         try:
