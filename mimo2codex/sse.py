@@ -74,6 +74,10 @@ class SSEParser:
                 self._buf += data[end + 1 :]
         return self._lines(block.split(b"\n")[:-1])
 
+    def idle(self) -> bool:
+        """True between frames: nothing half-read is waiting for more bytes."""
+        return not self._buf and not self._data and not self._cr and self._event is None
+
     def close(self) -> list[tuple[str | None, bytes]]:
         """End of input: an unterminated last line and a frame without its blank line still count."""
         lines = [bytes(self._buf)] if self._buf else []
@@ -191,6 +195,10 @@ class DeltaTemplate:
 
     def render(self, seq: int, text: str) -> bytes:
         return self._tmpl % (seq, dump_str(text))
+
+    def render_literal(self, seq: int, literal: bytes) -> bytes:
+        """The same with the delta already a JSON string literal, quotes included (copied as is)."""
+        return self._tmpl % (seq, literal)
 
 
 # ----------------------------------------------------------------------------------------------

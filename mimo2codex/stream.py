@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import json.scanner
+import re
 from typing import Any
 
 from mimo2codex import envelope
@@ -59,6 +60,23 @@ def _loads(payload: bytes) -> Any:
     if end != len(text) and text[end:].strip():
         return json.loads(text)
     return obj
+
+
+# The common MiMo chunk, one reasoning or text piece and nothing else (mimo-chat.md §4), found
+# by comparing the raw frame with fixed byte strings: no JSON parse, no dict dispatch, and a piece
+# with nothing to escape is copied into the delta event as it came. The envelope around it (id,
+# model, created...) is checked by a regex only when it changes, which in a MiMo stream is rarely.
+# Any other chunk, or any doubt, goes the general way; both give the same bytes (tests/test_stream.py).
+_ENVELOPE = rb'(?:"(?:id|model|object|system_fingerprint)":"[^"\\]*"|"created":\d+|"usage":null)'
+_HEAD = re.compile(rb'data: ?\{(?:' + _ENVELOPE + rb',)*')  # greedy: ends where "choices" starts
+_TAIL = re.compile(rb'(?:,' + _ENVELOPE + rb')*\}\n\n')
+_PIECES = (
+    ("message", b'"choices":[{"delta":{"content":"',
+     b'","role":null,"tool_calls":null,"reasoning_content":null},"finish_reason":null,"index":0}]'),
+    ("reasoning", b'"choices":[{"delta":{"content":null,"role":null,"tool_calls":null,"reasoning_content":"',
+     b'"},"finish_reason":null,"index":0}]'),
+)
+_SPECIAL = re.compile(rb'[\x00-\x1f"\\]')  # a piece with any of these is decoded (and checked) as JSON
 
 
 class _BadCall(Exception):
@@ -121,6 +139,9 @@ class ResponsesStream:
             else:
                 self._hooks.append(fn)
         self._hook_state: dict = {"turn": turn, "rules": rules}
+        # Hooks must see every chunk; a provider reading reasoning elsewhere would ignore MiMo's field.
+        self._fast = not self._hooks and "reasoning_content" in self._fields
+        self._envelope = (b"", b"")  # the last head and tail around a plain piece that passed the check
 
         self._show = bool(turn.show_reasoning)
         self._parser = SSEParser()
@@ -161,6 +182,12 @@ class ResponsesStream:
         try:
             if not self._started:
                 self._start()
+            if self._fast and self._parser.idle():
+                taken = self._plain(data)
+                if taken:
+                    if taken == len(data):
+                        return out[0] if len(out) == 1 else b"".join(out)
+                    data = data[taken:]
             for name, payload in self._parser.feed(data):
                 if payload[:1] == b"{" and name is None:
                     try:
@@ -176,6 +203,61 @@ class ResponsesStream:
         except Exception as exc:
             self._crash(exc)
         return out[0] if len(out) == 1 else b"".join(out)
+
+    def _plain(self, data: bytes) -> int:
+        """Translate the leading plain-piece frames of `data` (see _PIECES); how many bytes were taken."""
+        pos = 0
+        end = len(data)
+        while pos < end and not self._calls:
+            head, tail = self._envelope
+            if head and data.startswith(head, pos):
+                at = pos + len(head)
+            else:
+                m = _HEAD.match(data, pos)
+                if m is None:
+                    break
+                at = m.end()
+            for kind, opening, closing in _PIECES:
+                if data.startswith(opening, at):
+                    break
+            else:
+                break
+            start = at + len(opening)
+            close = data.find(b'"', start)  # the closing quote, unless the piece holds an escaped one
+            if close < 0:
+                break
+            if not data.startswith(closing, close):
+                close = data.find(closing, start)
+                if close < 0:
+                    break
+            after = close + len(closing)
+            if tail and data.startswith(tail, after):
+                stop = after + len(tail)
+            else:
+                m = _TAIL.match(data, after)
+                if m is None:
+                    break
+                stop = m.end()
+                self._envelope = (data[pos:at], data[after:stop])
+            piece = data[start:close]
+            if piece:
+                if self._open != kind:
+                    break  # opening an item: the general path
+                try:
+                    if _SPECIAL.search(piece) is None:
+                        text = piece.decode()
+                        literal = b'"' + piece + b'"'
+                    else:
+                        text = json.loads(b'"' + piece + b'"')
+                        literal = None
+                except ValueError:
+                    break  # bad UTF-8, escape or quote: the general path warns about it
+                self._parts.append(text)
+                if kind == "message" or self._show:
+                    tmpl = self._tmpl
+                    self._out.append(tmpl.render_literal(self._next(), literal) if literal else tmpl.render(self._next(), text))  # type: ignore[union-attr]
+            pos = stop
+        return pos
 
     def finish(self) -> bytes:
         if self.done:

@@ -916,3 +916,95 @@ def test_nothing_follows_a_failure_raised_inside_a_chunk():
     body = sse([role(), call_start(0, "call_a", "apply_patch"), call_args(0, '{"a":1'), both, say("x"), finish("tool_calls"), usage()])
     events, final = check(run(body)[0])
     assert final["status"] == "failed" and "apply_patch" in final["error"]["message"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The plain-delta fast path (stream._PLAIN) gives the very bytes the general path gives
+
+AWKWARD = ["tok ", "", "é中文", 'a"b', "back\\slash", "new\nline", "\t", "😀", "\u2028", "\x7f", "%d %s %%", "\\u0041",
+           "\ud83d", "\ude00", "data: {}\n\n", "</s>"]
+
+
+def mimo_frames(chunks: list, ascii_: bool, index_first: bool) -> list[bytes]:
+    """MiMo's own framing: compact JSON, one `data: ` frame per chunk."""
+    out = []
+    for c in chunks:
+        if not index_first and c.get("choices"):
+            c = dict(c, choices=[{k: ch[k] for k in ("delta", "finish_reason", "index") if k in ch} for ch in c["choices"]])
+        text = json.dumps(c, ensure_ascii=ascii_, separators=(",", ":"))
+        out.append(b"data: " + text.encode("utf-8", "surrogatepass") + b"\n\n")
+    return out + [b"data: [DONE]\n\n"]
+
+
+def random_chunks(rnd: random.Random) -> list:
+    words = AWKWARD + ["plain", " words", " here", "。"]
+    chunks = [role()]
+    for _ in range(rnd.randint(0, 3)):
+        kind = rnd.random()
+        if kind < 0.4:
+            chunks += [think(rnd.choice(words)) for _ in range(rnd.randint(1, 8))]
+        elif kind < 0.8:
+            chunks += [say(rnd.choice(words)) for _ in range(rnd.randint(1, 8))]
+        elif kind < 0.9:
+            chunks.append(chunk({"content": rnd.choice(words), "reasoning_content": rnd.choice(words)}))
+        else:
+            chunks += tool_call(0, "call_" + "a" * 24, "exec_command", '{"cmd":"ls"}')
+    return chunks + [finish("tool_calls" if any(c["choices"][0]["delta"]["tool_calls"] for c in chunks) else "stop"), usage()]
+
+
+def run_both(body: list[bytes], cut: str, rnd: random.Random, monkeypatch, **turn_kw) -> tuple[bytes, bytes, int]:
+    outs, parses = [], 0
+    real = stream_mod._loads
+    for fast in (True, False):
+        ids = itertools.count()
+        monkeypatch.setattr(stream_mod, "new_id", lambda prefix: f"{prefix}_{next(ids)}")
+        calls = itertools.count()
+        monkeypatch.setattr(stream_mod, "_loads", lambda p: (next(calls), real(p))[1])
+        s = ResponsesStream(make_turn(created_at=1776848906, response_id="resp_1", **turn_kw), RULES)
+        s._fast = s._fast and fast
+        data = b"".join(body)
+        if cut == "frames":
+            reads = body
+        elif cut == "merged":
+            reads = [b"".join(body[i : i + 3]) for i in range(0, len(body), 3)]
+        else:
+            points = sorted(rnd.sample(range(1, len(data)), min(len(data) - 1, 12)))
+            reads = [data[a:b] for a, b in zip([0] + points, points + [len(data)])]
+        out = b"".join(s.feed(r) for r in reads) + s.finish()
+        outs.append(out)
+        if fast:
+            parses = next(calls)
+    return outs[0], outs[1], parses
+
+
+@pytest.mark.parametrize("cut", ["frames", "merged", "random"])
+@pytest.mark.parametrize("ascii_", [False, True])
+def test_fast_path_same_bytes_as_general_path(cut, ascii_, monkeypatch):
+    rnd = random.Random(f"{cut}{ascii_}")
+    for n in range(150):
+        chunks = random_chunks(rnd)
+        body = mimo_frames(chunks, ascii_, index_first=rnd.random() < 0.3)
+        show = rnd.random() < 0.8
+        fast, slow, _ = run_both(body, cut, rnd, monkeypatch, show_reasoning=show)
+        assert fast == slow, f"case {n}: {chunks}"
+        check(fast)
+
+
+def test_fast_path_is_taken_for_plain_deltas(monkeypatch):
+    chunks = [role()] + [think("hmm ")] * 50 + [say("tok ")] * 50 + [finish(), usage()]
+    fast, slow, parses = run_both(mimo_frames(chunks, False, False), "frames", random.Random(1), monkeypatch)
+    assert fast == slow
+    # role, the first piece of each item (it opens the item), finish, usage, [DONE] take the general path
+    assert parses == 5
+
+
+def test_fast_path_leaves_odd_frames_to_the_general_path(monkeypatch):
+    """Raw control characters and broken UTF-8 are invalid JSON: warned about and skipped either way."""
+    ok = mimo_frames([role(), say("a"), say("b")], False, False)[:-1]
+    template = ok[-1]
+    bad = [template.replace(b'"b"', b'"x\ny"'), template.replace(b'"b"', b'"\xff\xfe"'), template.replace(b'"b"', b'"\\q"')]
+    tail = mimo_frames([say("c"), finish(), usage()], False, False)
+    fast, slow, _ = run_both(ok + bad + tail, "frames", random.Random(2), monkeypatch)
+    assert fast == slow
+    events, resp = check(fast)
+    assert resp["output"][0]["content"][0]["text"] == "ab" + "\ufffd\ufffd" + "c"
