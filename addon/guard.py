@@ -54,7 +54,7 @@ CLIENT_CREDENTIALS = ("authorization", "x-api-key", "api-key")
 class _Watch:
     flow: http.HTTPFlow
     since: float  # monotonic time of the last sign of life from upstream
-    progress: int = -1  # upstream bytes seen so far; -1 while waiting for response headers
+    progress: int = -1  # upstream chunks seen so far; -1 while waiting for response headers
 
 
 # Module level: when mitmproxy hot-reloads addon/mimo.py (edited on disk) it builds a new Guard from
@@ -251,7 +251,7 @@ class Guard:
             if resp is None:
                 progress = -1
             else:
-                raw = getattr(resp.stream, "raw", None)
+                raw = getattr(resp.stream, "raw", None)  # Tee: the upstream chunks so far
                 if raw is None:  # answered locally, or an error body mitmproxy buffers: not ours to time
                     continue
                 progress = len(raw)
@@ -273,7 +273,7 @@ class Guard:
                     "the answer and closed the upstream connection.")
             tee = resp.stream
             tail = tee.sm.fail("server_error", text)
-            tee.out += tail
+            tee.out.append(tail)
             flow.metadata[META + "answered"] = True
             if tail:
                 chunked = resp.headers.get("transfer-encoding", "").lower() == "chunked"

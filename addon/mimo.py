@@ -64,18 +64,27 @@ class Tee:
 
     def __init__(self, sm: ResponsesStream) -> None:
         self.sm = sm
-        self.raw = bytearray()
-        self.out = bytearray()
+        # Lists joined once at the end: appending to a growing bytearray cost ~0.2 µs per chunk each.
+        self.raw: list[bytes] = []
+        self.out: list[bytes] = []
         self.started = time.monotonic()
 
     def __call__(self, data: bytes) -> list[bytes]:
         if data:
-            self.raw += data
+            self.raw.append(data)
             out = self.sm.feed(data)
         else:  # upstream body complete
             out = self.sm.finish()
-        self.out += out
-        return [out] if out else []  # never b"" mid-stream: on HTTP/1 chunked it would end the body
+        if out:
+            self.out.append(out)
+            return [out]
+        return []  # never b"" mid-stream: on HTTP/1 chunked it would end the body
+
+    def upstream_bytes(self) -> bytes:
+        return b"".join(self.raw)
+
+    def client_bytes(self) -> bytes:
+        return b"".join(self.out)
 
 
 class MimoTranslate:
@@ -280,8 +289,8 @@ class MimoTranslate:
         secrets.redact_headers(flow.request.headers)
         tee = self.tees.pop(flow.id, None)
         if tee is not None and tee.sm.done:  # not done: an empty body mitmproxy never streamed, answered below
-            flow.response.content = bytes(tee.raw)  # what the provider sent, for flow files and replays
-            self.annotate(flow, tee.sm, bytes(tee.raw), bytes(tee.out))
+            raw = flow.response.content = tee.upstream_bytes()  # what the provider sent, for flow files and replays
+            self.annotate(flow, tee.sm, raw, tee.client_bytes())
             return
         resp = flow.response
         status, body, headers = resp.status_code, resp.get_content(strict=False) or b"", dict(resp.headers)
@@ -346,13 +355,14 @@ class MimoTranslate:
         if tee is None:
             flow.metadata[META + "error"] = msg
             return
+        raw = tee.upstream_bytes()
         if flow.response is not None:
-            flow.response.content = bytes(tee.raw)
+            flow.response.content = raw
         tail = tee.sm.fail("server_error", f"upstream connection lost mid-stream: {msg}")
-        tee.out += tail
+        tee.out.append(tail)
         if tail and "client disconnected" not in msg.lower():
             write_to_client(flow, tail)
-        self.annotate(flow, tee.sm, bytes(tee.raw), bytes(tee.out))
+        self.annotate(flow, tee.sm, raw, tee.client_bytes())
 
     def done(self) -> None:
         # Flows still in flight at shutdown are written by Save's done(), which runs after ours.

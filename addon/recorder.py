@@ -130,12 +130,10 @@ class Recorder:
             if flow.response is not None:
                 secrets.redact_headers(flow.response.headers)
                 tee = flow.response.stream
-                raw, out = getattr(tee, "raw", None), getattr(tee, "out", None)
-                if isinstance(raw, (bytes, bytearray)):
-                    flow.response.content = bytes(raw)
-                    flow.metadata[META + "upstream_body"] = bytes(raw).decode("utf-8", "replace")
-                if isinstance(out, (bytes, bytearray)):
-                    flow.metadata[META + "client_body"] = bytes(out).decode("utf-8", "replace")
+                if callable(getattr(tee, "upstream_bytes", None)):  # the translator's Tee
+                    raw = flow.response.content = tee.upstream_bytes()
+                    flow.metadata[META + "upstream_body"] = raw.decode("utf-8", "replace")
+                    flow.metadata[META + "client_body"] = tee.client_bytes().decode("utf-8", "replace")
             if _translated(flow):
                 flow.metadata.setdefault(META + "error", "still in flight when the proxy stopped")
                 flow.comment = (flow.comment + " " if flow.comment else "") + "(cut off: proxy stopped mid-turn)"

@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mitmproxy import http  # noqa: E402
 
+from addon import mimo  # noqa: E402
 from mimo2codex import rules  # noqa: E402
 from mimo2codex.stream import ResponsesStream  # noqa: E402
 from mimo2codex.turn import Turn  # noqa: E402
@@ -16,20 +17,9 @@ from mimo2codex.turn import Turn  # noqa: E402
 RULES = rules.load("mimo")
 
 
-class Tee:  # the same work per chunk as addon/mimo.py's Tee
+class Tee(mimo.Tee):  # the same work per chunk as the proxy's, without the rest of addon/mimo.py
     def __init__(self) -> None:
-        self.sm = ResponsesStream(Turn(model="mimo-v2.6-pro"), RULES)
-        self.raw = bytearray()
-        self.out = bytearray()
-
-    def __call__(self, data: bytes) -> list[bytes]:
-        if data:
-            self.raw += data
-            out = self.sm.feed(data)
-        else:
-            out = self.sm.finish()
-        self.out += out
-        return [out] if out else []
+        super().__init__(ResponsesStream(Turn(model="mimo-v2.6-pro"), RULES))
 
 
 def responseheaders(flow: http.HTTPFlow) -> None:

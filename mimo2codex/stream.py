@@ -142,6 +142,7 @@ class ResponsesStream:
         # Hooks must see every chunk; a provider reading reasoning elsewhere would ignore MiMo's field.
         self._fast = not self._hooks and "reasoning_content" in self._fields
         self._envelope = (b"", b"")  # the last head and tail around a plain piece that passed the check
+        self._same: tuple[str, bytes, bytes, int] | None = None  # kind, bytes before and after the piece, their length
 
         self._show = bool(turn.show_reasoning)
         self._parser = SSEParser()
@@ -178,6 +179,20 @@ class ResponsesStream:
     def feed(self, data: bytes) -> bytes:
         if self.done:
             return b""
+        same = self._same
+        if (same is not None and len(data) > same[3] and data.startswith(same[1]) and data.endswith(same[2])
+                and self._open == same[0] and not self._calls and self._parser.idle()):
+            # The read is one frame like the last plain one, only the piece differs (the usual case).
+            piece = data[len(same[1]) : len(data) - len(same[2])]
+            if _SPECIAL.search(piece) is None:
+                try:
+                    self._parts.append(piece.decode())
+                except ValueError:
+                    pass  # bad UTF-8: the general path warns about it
+                else:
+                    if same[0] == "reasoning" and not self._show:
+                        return b""
+                    return self._tmpl.render_literal(self._next(), b'"' + piece + b'"')  # type: ignore[union-attr]
         out = self._out = []
         try:
             if not self._started:
@@ -253,6 +268,8 @@ class ResponsesStream:
                 except ValueError:
                     break  # bad UTF-8, escape or quote: the general path warns about it
                 self._parts.append(text)
+                if pos == 0 and stop == end and literal:
+                    self._same = (kind, data[:start], data[close:], start + end - close)
                 if kind == "message" or self._show:
                     tmpl = self._tmpl
                     self._out.append(tmpl.render_literal(self._next(), literal) if literal else tmpl.render(self._next(), text))  # type: ignore[union-attr]

@@ -18,6 +18,7 @@ from mitmproxy import exceptions, http
 from mitmproxy.test import taddons, tflow, tutils
 
 from addon import flowfile
+from addon.mimo import Tee
 from addon.recorder import Recorder
 from addon.replay import Replay
 from mimo2codex import compare, proxyproc, replay, secrets
@@ -129,9 +130,10 @@ def translated_flow() -> http.HTTPFlow:
     return f
 
 
-class FakeTee:
+class FakeTee(Tee):
     def __init__(self) -> None:
-        self.raw, self.out = bytearray(b"data: {\"partial\": 1}\n\n"), bytearray(b"event: response.created\ndata: {}\n\n")
+        super().__init__(None)  # type: ignore[arg-type]
+        self.raw, self.out = [b"data: {\"partial\": 1}\n\n"], [b"event: response.created\ndata: {}\n\n"]
 
     def __call__(self, data: bytes) -> list[bytes]:
         return [data]

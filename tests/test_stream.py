@@ -928,7 +928,8 @@ AWKWARD = ["tok ", "", "é中文", 'a"b', "back\\slash", "new\nline", "\t", "�
 def mimo_frames(chunks: list, ascii_: bool, index_first: bool) -> list[bytes]:
     """MiMo's own framing: compact JSON, one `data: ` frame per chunk."""
     out = []
-    for c in chunks:
+    for i, c in enumerate(chunks):
+        c = dict(c, created=1776848906 + i // 7)  # MiMo's `created` changes now and then, not every chunk
         if not index_first and c.get("choices"):
             c = dict(c, choices=[{k: ch[k] for k in ("delta", "finish_reason", "index") if k in ch} for ch in c["choices"]])
         text = json.dumps(c, ensure_ascii=ascii_, separators=(",", ":"))
@@ -1008,3 +1009,12 @@ def test_fast_path_leaves_odd_frames_to_the_general_path(monkeypatch):
     assert fast == slow
     events, resp = check(fast)
     assert resp["output"][0]["content"][0]["text"] == "ab" + "\ufffd\ufffd" + "c"
+
+
+def test_fast_path_waits_for_a_half_read_line(monkeypatch):
+    """A read that looks like a whole plain frame is not one when an unterminated line precedes it."""
+    ok = mimo_frames([role(), say("a"), say("b"), say("c")], False, False)[:-1]
+    glued = ok[:3] + [b"data: ", ok[3]] + mimo_frames([say("d"), finish(), usage()], False, False)
+    fast, slow, _ = run_both(glued, "frames", random.Random(3), monkeypatch)
+    assert fast == slow
+    assert check(fast)[1]["output"][0]["content"][0]["text"] == "abd"
