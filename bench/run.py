@@ -1,6 +1,6 @@
 """mimo2codex benchmarks: ratios against plain mitmdump, measured in one run on this machine.
 
-    .venv/3.11/bin/python bench/run.py            # everything, mitmproxy 11 (about 3 minutes)
+    .venv/3.11/bin/python bench/run.py            # everything, mitmproxy 11 (about 6 minutes)
     .venv/3.12/bin/python bench/run.py ttfb long  # some sections, mitmproxy 12
     .venv/3.11/bin/python bench/run.py --quick    # fewer rounds
 
