@@ -44,7 +44,6 @@ from mimo2codex.turn import Turn
 log = logging.getLogger("mimo2codex")
 
 META = "m2c."
-TOKEN_ENV = "MIMO2CODEX_ACCESS_TOKEN"
 STATS_PATH = "/_mimo2codex/stats"
 RESPONSES_PATHS = ("/v1/responses", "/responses")
 CLIENT_CREDENTIALS = ("authorization", "x-api-key", "api-key")
@@ -70,7 +69,7 @@ class Guard:
 
     def load(self, loader) -> None:
         loader.add_option("mimo_access_token", str, "",
-                          f"Local access token clients must send (Authorization: Bearer ...). Empty: ${TOKEN_ENV}, "
+                          f"Local access token clients must send (Authorization: Bearer ...). Empty: ${secrets.TOKEN_ENV}, "
                           "and if that is unset too, no token is required.")
         loader.add_option("mimo_max_body", str, "64m",
                           "Largest request body accepted (e.g. 64m, 512k); larger ones get HTTP 413.")
@@ -118,7 +117,7 @@ class Guard:
 
     @staticmethod
     def token() -> str:
-        return (ctx.options.mimo_access_token or os.environ.get(TOKEN_ENV, "")).strip()
+        return (ctx.options.mimo_access_token or os.environ.get(secrets.TOKEN_ENV, "")).strip()
 
     @staticmethod
     def translator():

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mimo2codex import __version__, rules, sessions
+from mimo2codex.secrets import TOKEN_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon" / "mimo.py"
@@ -66,6 +67,9 @@ def add_run(p: argparse.ArgumentParser, sub: bool = False) -> None:
     flag = lambda name: _default(env_flag(name), sub)  # noqa: E731
     p.add_argument("--base-url", default=_default(None, sub), help="upstream Chat Completions base URL (env MIMO_BASE_URL; default from the rules)")
     p.add_argument("--api-key", default=_default(None, sub), help="upstream API key (env MIMO_API_KEY, or the rules' auth.env)")
+    p.add_argument("--access-token", default=_default(None, sub), metavar="TOKEN",
+                   help=f"require this local token from every client, sent as its API key (env {TOKEN_ENV}; "
+                   "default: none). Use it whenever --host is not loopback")
     p.add_argument("--no-reasoning", action="store_true", default=flag("MIMO2CODEX_NO_REASONING"),
                    help="turn the provider's thinking off (env MIMO2CODEX_NO_REASONING=1)")
     p.add_argument("--hide-reasoning", action="store_true", default=flag("MIMO2CODEX_HIDE_REASONING"),
@@ -133,8 +137,22 @@ def codex_config(r: rules.Rules, host: str, port: int, *, env_key: bool = False,
     return "\n".join(lines)
 
 
-def auth_json() -> str:
-    return json.dumps({"OPENAI_API_KEY": LOCAL_PLACEHOLDER_KEY}, indent=2)
+def auth_json(token: bool = False) -> str:
+    # The token itself is never printed: this text ends up in terminals and logs.
+    return json.dumps({"OPENAI_API_KEY": f"<your {TOKEN_ENV}>" if token else LOCAL_PLACEHOLDER_KEY}, indent=2)
+
+
+def access_token(args: argparse.Namespace) -> str:
+    return (getattr(args, "access_token", None) or os.environ.get(TOKEN_ENV, "")).strip()
+
+
+def export_access_token(args: argparse.Namespace) -> str:
+    """Hand the local token to the in-process addon the way the key goes: an option would show in mitmweb."""
+    token = access_token(args)
+    if token:
+        os.environ[TOKEN_ENV] = token
+    print(f"local access token: {'required' if token else 'none'}")
+    return token
 
 
 def model_catalog(r: rules.Rules) -> dict:
@@ -165,13 +183,15 @@ def cmd_print_config(args: argparse.Namespace) -> int:
         catalog = str(Path(args.catalog).expanduser().resolve())
         Path(catalog).write_text(json.dumps(model_catalog(r), indent=1))
         print(f"# model catalog written to {catalog}\n", file=sys.stderr)
+    token = bool(access_token(args))
     if args.env_key:
-        print("# Codex CLI only: export MIMO2CODEX_KEY=anything in the shell that runs codex\n")
+        value = f"\"${TOKEN_ENV}\"" if token else "anything"
+        print(f"# Codex CLI only: export MIMO2CODEX_KEY={value} in the shell that runs codex\n")
         print("# append to ~/.codex/config.toml")
         print(codex_config(r, args.host, args.port, env_key=True, catalog=catalog))
     else:
         print("# Step 1 - write ~/.codex/auth.json")
-        print(auth_json())
+        print(auth_json(token))
         print("\n# Step 2 - append to ~/.codex/config.toml")
         print(codex_config(r, args.host, args.port, catalog=catalog))
     return 0
@@ -182,7 +202,7 @@ def cmd_print_cc_switch(args: argparse.Namespace) -> int:
     print("# cc-switch → Codex → + → App-specific Provider → Custom")
     print("# Keep `python3 launch.py` running; cc-switch only switches configs.\n")
     print("# auth.json")
-    print(auth_json())
+    print(auth_json(bool(access_token(args))))
     print("\n# config.toml")
     print(codex_config(r, DEFAULT_HOST if args.host in ("0.0.0.0", "::") else args.host, args.port))
     print(f"\n# name: {r.name} (via mimo2codex) — \"Fetch Models\" lists: {', '.join(r.listed_models())}")
@@ -276,11 +296,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         have = "set" if os.environ.get(routed.auth_env) or not routed.auth_required else f"MISSING: export {routed.auth_env}=..."
         print(f"route: model '{routed.provider}/<id>' → {routed.name} at {os.environ.get(routed.base_url_env()) or routed.base_url}"
               f"  (key {routed.auth_env}: {have})")
+    token = export_access_token(args)
     if not is_loopback(args.host):
-        print(f"WARNING: listening on {args.host}, not loopback: anyone who can reach this port spends your {r.name} quota.",
-              file=sys.stderr)
+        print(f"WARNING: listening on {args.host}, not loopback: anyone who can reach this port spends your {r.name} quota"
+              + ("." if token else "; require a local token with --access-token."), file=sys.stderr)
     print("\n# Point Codex at it (python3 launch.py print-config prints this again):")
-    print("# ~/.codex/auth.json\n" + auth_json())
+    print("# ~/.codex/auth.json\n" + auth_json(bool(token)))
     print("# ~/.codex/config.toml\n" + codex_config(r, args.host, args.port) + "\n", flush=True)
     from mitmproxy.tools import main as mitm_main
 

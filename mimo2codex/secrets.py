@@ -5,6 +5,7 @@ from __future__ import annotations
 SECRET_HEADERS = ("authorization", "api-key", "x-api-key", "proxy-authorization", "cookie", "set-cookie",
                   "x-goog-api-key")
 REDACTED = "<redacted>"
+TOKEN_ENV = "MIMO2CODEX_ACCESS_TOKEN"  # the proxy's own local access token (launch.py --access-token)
 
 
 _known: set[str] = set()  # secret values in use by this process (the provider key), see remember()

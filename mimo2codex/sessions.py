@@ -86,6 +86,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         argv += ["-w", str(Path(args.save).expanduser().resolve())]
     print(f"mimo2codex replaying {len(translated)} recorded exchanges from {args.file} on http://{args.host}:{args.port}"
           f"  ({'mitmweb' if args.web else 'mitmdump'}; no key, no network)")
+    cli.export_access_token(args)
     print("\n# Point Codex at it exactly as for a live session:")
     print("# ~/.codex/config.toml\n" + cli.codex_config(r, args.host, args.port) + "\n", flush=True)
     from mitmproxy.tools import main as mitm_main

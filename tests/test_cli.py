@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -70,27 +72,70 @@ def test_refuses_a_busy_port():
     assert r.returncode != 0 and "already in use" in r.stderr
 
 
-def test_launch_serves_healthz_and_translates(tmp_path):
+@contextlib.contextmanager
+def launched(log_path: Path, *args: str, env: dict | None = None):
+    """launch.py running a proxy on a free port, stopped with Ctrl-C as a user would; yields the port."""
     port = proxyproc.free_port()
-    with FakeMimo(keys=("sk-launch-secret",)).start() as fake:
-        fake.queue({"text": "hi from launch"})
-        log = open(tmp_path / "out.log", "wb")
-        proc = subprocess.Popen([*LAUNCH, "--port", str(port), "--base-url", fake.base_url, "--api-key", "sk-launch-secret"],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([*LAUNCH, "--port", str(port), *args], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         try:
             proxyproc.wait_port(port, proc)
-            health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read())
-            assert health["ok"] is True and health["upstream"] == fake.base_url
-            body = json.dumps({"model": "mimo-v2.5-pro", "input": "hi", "stream": False}).encode()
-            req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/responses", data=body,
-                                         headers={"content-type": "application/json"})
-            resp = json.loads(urllib.request.urlopen(req, timeout=30).read())
-            assert resp["output"][-1]["content"][0]["text"] == "hi from launch"
+            yield port
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(15)
+
+
+def post(port: int, body: dict, headers: dict | None = None) -> tuple[int, dict]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/responses", data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_launch_serves_healthz_and_translates(tmp_path):
+    with FakeMimo(keys=("sk-launch-secret",)).start() as fake:
+        fake.queue({"text": "hi from launch"})
+        with launched(tmp_path / "out.log", "--base-url", fake.base_url, "--api-key", "sk-launch-secret") as port:
+            health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10).read())
+            assert health["ok"] is True and health["upstream"] == fake.base_url
+            status, resp = post(port, {"model": "mimo-v2.5-pro", "input": "hi", "stream": False})
+            assert status == 200 and resp["output"][-1]["content"][0]["text"] == "hi from launch"
     out = (tmp_path / "out.log").read_text()
     assert f"listening on http://127.0.0.1:{port}" in out and "sk-launch-secret" not in out
+    assert "local access token: none" in out
+
+
+def test_launch_access_token_flag(tmp_path):
+    token = "tok-launch-local-5f2c9e"
+    env = {k: v for k, v in os.environ.items() if k != "MIMO2CODEX_ACCESS_TOKEN"}
+    with FakeMimo(keys=("sk-launch-secret",)).start() as fake:
+        fake.queue({"text": "let in"})
+        with launched(tmp_path / "out.log", "--base-url", fake.base_url, "--api-key", "sk-launch-secret",
+                      "--access-token", token, "-v", env=env) as port:
+            body = {"model": "mimo-v2.5-pro", "input": "hi", "stream": False}
+            status, err = post(port, body)
+            assert status == 401 and err["error"]["code"] == "invalid_api_key" and "no access token" in err["error"]["message"]
+            status, err = post(port, body, {"authorization": "Bearer not-the-token"})
+            assert status == 401 and "wrong" in err["error"]["message"]
+            assert len(fake.requests) == 0  # refused before anything reached the provider
+            status, resp = post(port, body, {"authorization": f"Bearer {token}"})
+            assert status == 200 and resp["output"][-1]["content"][0]["text"] == "let in"
+    out = (tmp_path / "out.log").read_text()
+    assert "local access token: required" in out and f"<your MIMO2CODEX_ACCESS_TOKEN>" in out
+    assert token not in out and "sk-launch-secret" not in out
+
+
+def test_print_config_never_prints_the_access_token():
+    token = "tok-print-config-81d0"
+    r = run("print-config", env={"MIMO2CODEX_ACCESS_TOKEN": token})
+    assert r.returncode == 0 and '"OPENAI_API_KEY": "<your MIMO2CODEX_ACCESS_TOKEN>"' in r.stdout and token not in r.stdout
+    env = run("print-config", "--env-key", env={"MIMO2CODEX_ACCESS_TOKEN": token})
+    assert 'export MIMO2CODEX_KEY="$MIMO2CODEX_ACCESS_TOKEN"' in env.stdout and token not in env.stdout
 
 
 def test_demo_runs_offline():
