@@ -301,11 +301,15 @@ class MimoTranslate:
             self.reply_error(flow, errors.map_upstream(rules_, status, body, headers), turn)
             return
         out, sm = translate_body(turn, rules_, body, headers.get("content-type", ""))
+        self.annotate(flow, sm, body, out)
         if turn.stream:
             self.local(flow, 200, out, SSE)
+        elif sm.response.get("status") == "failed":
+            # Like an upstream that never answered (502) or stalled (504): an HTTP error the SDKs raise,
+            # not a 200 whose failure only shows to a caller that reads `status`.
+            self.reply_error(flow, errors.from_failed(sm.response.get("error")), turn)
         else:
             self.local(flow, 200, json.dumps(sm.response, ensure_ascii=False).encode())
-        self.annotate(flow, sm, body, out)
 
     async def retry(self, flow: http.HTTPFlow, route: Route, status: int, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
         """Retry 429/5xx answers within the rules' budget; the answer then goes out whole."""

@@ -184,6 +184,15 @@ def client_error(message: str, param: str | None = None, code: str = "invalid_re
     return MappedError(code, message, message, status, False, None, "invalid_request_error", param, None)
 
 
+def from_failed(error: dict[str, Any] | None) -> MappedError:
+    """A failed Response's `error` as an HTTP answer: what a non-stream client gets instead of a 200."""
+    error = error or {}
+    code = str(error.get("code") or "server_error")
+    message = redact(str(error.get("message") or "the upstream answer failed"))
+    status, otype = _HTTP.get(code, (502, "server_error"))
+    return MappedError(code, message, message, status, False, None, otype)
+
+
 def error_body(m: MappedError) -> bytes:
     """OpenAI-shaped JSON error body for HTTP answers."""
     return json.dumps(

@@ -356,8 +356,11 @@ class ResponsesStream:
                 self._end("failed", code="server_error", message=f"The {self._provider()} answer was not a JSON object.")
             elif obj.get("error") is not None:
                 self._upstream_error(obj)
+            elif not isinstance(obj.get("choices"), list):
+                self._end("failed", code="server_error",
+                          message=f"The {self._provider()} answer was JSON but not a chat completion (no choices list).")
             else:
-                choices = obj.get("choices") or []
+                choices = obj["choices"]
                 converted = []
                 for choice in choices[:1]:
                     if not isinstance(choice, dict):
@@ -884,6 +887,10 @@ class ResponsesStream:
             self._end("incomplete", reason=_INCOMPLETE[fr])
         elif fr == "error":
             self._end("failed", code="server_error", message=f"The {self._provider()} stream ended with finish_reason 'error'.")
+        elif fr is None and not self._output:  # slots are reserved when an item starts
+            # [DONE] after nothing usable: an empty "completed" would end the Codex turn without a word.
+            self._end("failed", code="server_error",
+                      message=f"The {self._provider()} stream ended ([DONE]) without any chat completion content or finish_reason.")
         else:
             self._end("completed")
 

@@ -198,9 +198,16 @@ def test_error_object_mid_stream(fake):
     fake.upstream.queue({"text": TEXT, "mid_error": {"after": 4, "status": 500, "message": "engine overloaded"}})
     kind, code, message = check_answer(call(fake.port, responses_body()))
     assert (kind, code) == ("failed", "server_error") and "engine overloaded" in message
+    fake.upstream.queue({"text": TEXT, "mid_error": {"after": 4, "status": 500, "message": "engine overloaded"}})
+    a = call(fake.port, responses_body(stream=False))  # a client that did not stream gets an HTTP error
+    kind, status, message = check_answer(a)
+    assert (kind, status, a.json()["error"]["code"]) == ("http", "502", "server_error") and "engine overloaded" in message
     fake.upstream.queue({"text": TEXT, "mid_error": {"after": 3, "status": 429}})
     kind, code, _ = check_answer(call(fake.port, responses_body()))
     assert (kind, code) == ("failed", "rate_limit_exceeded")
+    fake.upstream.queue({"text": TEXT, "mid_error": {"after": 3, "status": 429}})
+    a = call(fake.port, responses_body(stream=False))
+    assert (check_answer(a)[:2], a.json()["error"]["code"]) == (("http", "429"), "rate_limit_exceeded")
     fake.assert_healthy()
 
 
@@ -221,34 +228,54 @@ def test_invalid_json_event_then_eof_fails(raw):
     raw.assert_healthy()
 
 
+def _failed(a, stream: bool) -> tuple[str, str]:
+    """(code, message) of a failed answer: response.failed for a stream, an HTTP 502 JSON error otherwise."""
+    kind, code, message = check_answer(a)  # also asserts no "<html" reached the client
+    if stream:
+        assert kind == "failed", (kind, code)
+        return code, message
+    assert (kind, code) == ("http", "502"), (kind, code, message)
+    return a.json()["error"]["code"], message
+
+
 @pytest.mark.parametrize("stream", [True, False])
 def test_invalid_json_body(raw, stream):
     raw.upstream.queue(F.whole(200, "application/json", b'{"choices": [{"message": '))
-    kind, code, _ = check_answer(call(raw.port, responses_body(stream=stream)))
-    assert (kind, code) == ("failed", "server_error")
+    assert _failed(call(raw.port, responses_body(stream=stream)), stream)[0] == "server_error"
     raw.assert_healthy()
 
 
+@pytest.mark.parametrize("stream", [True, False])
 @pytest.mark.parametrize("status", [200, 502])
-def test_html_answer(raw, status):
+def test_html_answer(raw, status, stream):
     raw.upstream.queue(*[F.whole(status, "text/html", HTML)] * (3 if status == 502 else 1))  # 502: two retries
-    a = call(raw.port, responses_body())
-    kind, code, message = check_answer(a)  # also asserts no "<html" reached the client
-    assert (kind, code) == ("failed", "server_error")
+    code, message = _failed(call(raw.port, responses_body(stream=stream)), stream)
+    assert code == "server_error"
     if status == 502:
         assert "502 Bad Gateway" in message
     raw.assert_healthy()
 
 
+@pytest.mark.parametrize("stream", [True, False])
 @pytest.mark.parametrize("status,ctype", [(200, "application/json"), (200, "text/event-stream"), (500, "application/json")])
-def test_empty_body(raw, status, ctype):
+def test_empty_body(raw, status, ctype, stream):
     raw.upstream.queue(*[F.whole(status, ctype, b"")] * (3 if status == 500 else 1))
-    kind, code, message = check_answer(call(raw.port, responses_body()))
-    assert (kind, code) == ("failed", "server_error")
+    code, message = _failed(call(raw.port, responses_body(stream=stream)), stream)
+    assert code == "server_error"
     if status == 500:
         assert "no error details" in message
     raw.upstream.queue([("send", F.head() + F.END)])  # chunked SSE without a single event
-    assert check_answer(call(raw.port, responses_body()))[:2] == ("failed", "server_error")
+    assert _failed(call(raw.port, responses_body(stream=stream)), stream)[0] == "server_error"
+    raw.assert_healthy()
+
+
+@pytest.mark.parametrize("ctype,body", [("application/json", b"[1, 2, 3]"), ("application/json", b'"just a string"'),
+                                        ("application/json", b"null"), ("application/json", b'{"unexpected": true}'),
+                                        ("text/event-stream", b'data: {"unexpected": true}\n\ndata: [DONE]\n\n')])
+def test_json_that_is_not_a_completion(raw, ctype, body):
+    for stream in (True, False):
+        raw.upstream.queue(F.whole(200, ctype, body))
+        assert _failed(call(raw.port, responses_body(stream=stream)), stream)[0] == "server_error"
     raw.assert_healthy()
 
 

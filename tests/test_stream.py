@@ -757,6 +757,17 @@ def test_translate_body_errors():
     assert final["status"] == "failed"
     _, final = check(translate_body(make_turn(), RULES, b"", "")[0])
     assert final["status"] == "failed"
+    for other in (b'{"unexpected": true}', b'{"choices": "x"}', b"[]"):  # JSON, but no chat completion
+        _, final = check(translate_body(make_turn(), RULES, other, "application/json")[0])
+        assert final["status"] == "failed" and final["error"]["code"] == "server_error", other
+
+
+def test_done_after_nothing_usable_fails():
+    for chunks in ([], [{"unexpected": True}], [{"choices": []}], [usage()]):
+        _, final = check(run(sse(chunks))[0])
+        assert final["status"] == "failed" and "without any chat completion content" in final["error"]["message"], chunks
+    _, final = check(run(sse([role(), finish()]))[0])  # an empty answer the provider meant: still completed
+    assert final["status"] == "completed"
 
 
 # ----------------------------------------------------------------------------------------------
