@@ -250,9 +250,12 @@ class MimoTranslate:
         payload = json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode()
         flow.metadata[META + "chat_request"] = payload.decode()
         req = flow.request
+        connection = req.headers.get("connection")
         # Fresh headers: Codex's own (its bearer, session ids, turn metadata) are not the provider's business.
         req.headers = http.Headers(content_type="application/json", accept=SSE, accept_encoding="identity",
                                    user_agent=f"mimo2codex/{__version__}")
+        if connection:  # mitmproxy reads this same request's header to decide whether to close the client connection
+            req.headers["connection"] = connection
         req.url = rules_.chat_url(route.base_url)  # one assignment fixes scheme, host, port and path
         default_port = {"http": 80, "https": 443}.get(req.scheme)
         req.headers["host"] = req.host if req.port == default_port else f"{req.host}:{req.port}"

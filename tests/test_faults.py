@@ -350,6 +350,48 @@ def _send_and_hang_up(port: int, body: dict, read_bytes: int, until=None) -> Non
             got += data
 
 
+def _exchange(s: socket.socket, body: dict, connection: str | None) -> tuple[bytes, bytes]:
+    """One request on an open connection; (head, body) of the answer, read by its own framing."""
+    raw = json.dumps(body).encode()
+    extra = b"connection: %s\r\n" % connection.encode() if connection else b""
+    s.sendall(b"POST /v1/responses HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n%s"
+              b"content-length: %d\r\n\r\n%s" % (extra, len(raw), raw))
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += s.recv(65536) or pytest.fail(f"closed before the answer's head: {got!r}")
+    head, _, rest = got.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")), None)
+    while (len(rest) < length) if length is not None else not rest.endswith(b"\r\n0\r\n\r\n"):
+        rest += s.recv(65536) or pytest.fail(f"closed before the answer's end: {rest[-200:]!r}")
+    return head, rest
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_client_connection_close_is_honoured(fake, stream):
+    # The translator sends the provider fresh headers; the client's `Connection: close` must survive
+    # it, or a client that reads until EOF hangs on a connection the proxy keeps open.
+    fake.upstream.queue({"text": TEXT})
+    with socket.create_connection(("127.0.0.1", fake.port), timeout=10) as s:
+        head, body = _exchange(s, responses_body(stream=stream), "close")
+        assert head.startswith(b"HTTP/1.1 200") and b"lazy dog" in body
+        s.settimeout(5)
+        try:
+            rest = s.recv(65536)
+        except socket.timeout:
+            pytest.fail("the proxy kept the connection open after the client asked to close it")
+        assert rest == b"", rest[:200]
+    fake.assert_healthy()
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(fake):
+    with socket.create_connection(("127.0.0.1", fake.port), timeout=10) as s:
+        for text in ("first answer", "second answer"):
+            fake.upstream.queue({"text": text})
+            head, body = _exchange(s, responses_body(stream=False), None)
+            assert head.startswith(b"HTTP/1.1 200") and json.loads(body)["output"][-1]["content"][0]["text"] == text
+    fake.assert_healthy()
+
+
 def test_client_disconnect_mid_stream_cancels_upstream(fake):
     fake.upstream.queue({"text_chunks": 400, "chunk_delay": 0.02})
     _send_and_hang_up(fake.port, responses_body(), read_bytes=3000)
