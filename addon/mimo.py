@@ -35,6 +35,7 @@ from mimo2codex.stream import ResponsesStream, translate_body  # noqa: E402
 from mimo2codex.turn import Turn  # noqa: E402
 
 from addon import guard  # noqa: E402
+from addon import reloading  # noqa: E402
 from addon import rules_watch  # noqa: E402
 from addon import recorder, replay, views  # noqa: E402,F401  (importing views registers the contentviews)
 
@@ -92,12 +93,13 @@ class MimoTranslate:
 
     def __init__(self) -> None:
         self.rules: rules.Rules | None = None
-        self.turns: dict[str, Turn] = {}
         self.frozen: dict[str, object] = {}  # option values fixed at start-up, see FROZEN
-        # Each flow keeps the route (rules, URL, key) it was translated with: a reload must not change them.
-        self.flow_routes: dict[str, Route] = {}
         self.routes: dict[str, Route] = {}  # model prefix -> another provider, see mimo_routes
-        self.tees: dict[str, Tee] = {}
+        # Per-flow state outlives this instance when mitmproxy reloads the script: see addon/reloading.py.
+        self.turns: dict[str, Turn] = reloading.STATE.turns
+        # Each flow keeps the route (rules, URL, key) it was translated with: a rules reload must not change them.
+        self.flow_routes: dict[str, Route] = reloading.STATE.routes
+        self.tees: dict[str, Tee] = reloading.STATE.tees
 
     def load(self, loader) -> None:
         loader.add_option("mimo_rules", str, "mimo", "Provider rules: a name from rules/ or a YAML file path.")
@@ -117,6 +119,7 @@ class MimoTranslate:
 
     def running(self) -> None:
         self.frozen = {name: getattr(ctx.options, name) for name in FROZEN if hasattr(ctx.options, name)}
+        reloading.install_fallback()
 
     def configure(self, updated: set[str]) -> None:
         for name in sorted(updated & self.frozen.keys()):
@@ -371,11 +374,6 @@ class MimoTranslate:
             write_to_client(flow, tail)
         self.annotate(flow, tee.sm, raw, tee.client_bytes())
 
-    def done(self) -> None:
-        # Flows still in flight at shutdown are written by Save's done(), which runs after ours.
-        self.turns.clear()
-        self.flow_routes.clear()
-
     def annotate(self, flow: http.HTTPFlow, sm: ResponsesStream, upstream_body: bytes, client_body: bytes) -> None:
         flow.metadata[META + "upstream_body"] = upstream_body.decode("utf-8", "replace")
         flow.metadata[META + "client_body"] = client_body.decode("utf-8", "replace")
@@ -414,4 +412,5 @@ def write_to_client(flow: http.HTTPFlow, data: bytes) -> bool:
         return False
 
 
+reloading.script_loaded()
 addons = [guard.Guard(), MimoTranslate(), guard.WireSecrets(), replay.Replay(), recorder.Recorder(), rules_watch.RulesWatch()]  # order matters: see addon/guard.py

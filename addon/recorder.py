@@ -24,6 +24,7 @@ import logging
 
 from mitmproxy import ctx, http
 
+from addon import reloading
 from mimo2codex import secrets
 
 log = logging.getLogger("mimo2codex.recorder")
@@ -39,10 +40,15 @@ def _has_secret(headers: http.Headers) -> bool:
     return any(name in headers and headers[name] != secrets.REDACTED for name in secrets.SECRET_HEADERS)
 
 
+# Module level, like guard's: a reload of addon/mimo.py builds a new Recorder, the flows go on.
+_INFLIGHT: dict[str, http.HTTPFlow] = {}
+_UNSENT: dict[str, http.Headers] = {}
+
+
 class Recorder:
     def __init__(self) -> None:
-        self.inflight: dict[str, http.HTTPFlow] = {}
-        self.unsent: dict[str, http.Headers] = {}  # pass-through response headers to restore after Save
+        self.inflight = _INFLIGHT
+        self.unsent = _UNSENT  # pass-through response headers to restore after Save
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -124,6 +130,8 @@ class Recorder:
             self.scrub(flow)
 
     def done(self) -> None:
+        if not reloading.shutting_down():
+            return  # addon/mimo.py is being reloaded: these flows go on and are written when they end
         # Save's done() writes these right after us: make them safe and as complete as we can.
         for flow in list(self.inflight.values()):
             secrets.redact_headers(flow.request.headers)

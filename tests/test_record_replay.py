@@ -150,7 +150,7 @@ class KeyHolder:
 
 def test_recorder_redacts_and_completes_flows_in_flight_at_shutdown():
     rec = Recorder()
-    with taddons.context(KeyHolder(), rec):
+    with taddons.context(KeyHolder(), rec) as tctx:
         waiting = translated_flow()  # still waiting for the provider's headers
         streaming = translated_flow()  # mid-stream
         rec.request(waiting)
@@ -160,6 +160,9 @@ def test_recorder_redacts_and_completes_flows_in_flight_at_shutdown():
         rec.responseheaders(streaming)
         streaming.response.stream = FakeTee()
         streaming.metadata["m2c.error_detail"] = f"upstream said: bad key {KEY}"
+        rec.done()  # a reload of addon/mimo.py, not the end: nothing is cut off
+        assert waiting.marked != ":x:" and not streaming.comment
+        tctx.master.should_exit.set()  # mitmproxy's shutdown sets it before every addon's done()
         rec.done()
     for f in (waiting, streaming):
         assert f.request.headers["api-key"] == secrets.REDACTED

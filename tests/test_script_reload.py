@@ -1,0 +1,87 @@
+"""addon/mimo.py changes under a running proxy (an edit, a `git pull`): mitmproxy executes it again.
+
+A real mitmdump runs a stand-in script that executes addon/mimo.py afresh each time mitmproxy
+(re)loads it, exactly as mitmproxy does with the file itself: new addon instances, cached imports.
+Rewriting the stand-in triggers mitmproxy's own reload without touching the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from mimo2codex import proxyproc
+from mimo2codex.fakes.mimo import FakeMimo
+from tests.support import faults as F
+from tests.support.faults import call, check_answer, responses_body
+
+pytestmark = pytest.mark.e2e
+
+TEXT = "Answered across a reload."
+GOOD = "import runpy\n# generation {n}\naddons = runpy.run_path({path!r}, run_name='__mitmproxy_script__.mimo')['addons']\n"
+BROKEN = "this is not python (generation {n})\n"
+
+
+def rewrite(script, template: str, n: int) -> None:
+    script.write_text(template.format(n=n, path=str(proxyproc.ADDON)))
+    later = time.time() + 5 * n  # mitmproxy compares mtimes: make each version unmistakably newer
+    os.utime(script, (later, later))
+
+
+def wait_log(proxy, text: str, count: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while proxy.log().count(text) < count:
+        assert time.monotonic() < deadline, f"{text!r} not logged {count}x: {proxy.log()[-2000:]}"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def reloadable(tmp_path):
+    script = tmp_path / "mimo_standin.py"
+    rewrite(script, GOOD, 0)
+    with FakeMimo(keys=("sk-test",)).start() as fake:
+        proxy = proxyproc.start(fake.base_url, script=script, sets=("mimo_stats=true",), log_path=tmp_path / "px.log")
+        try:
+            yield fake, proxy, script
+        finally:
+            proxy.stop()
+
+
+def test_a_request_in_flight_is_translated_by_the_reloaded_addon(reloadable):
+    fake, proxy, script = reloadable
+    fake.queue({"text": TEXT, "header_delay": 2.0}, {"text": "after"})
+    result = {}
+    t = threading.Thread(target=lambda: result.setdefault("a", call(proxy.port, responses_body(), timeout=30)))
+    t.start()
+    deadline = time.monotonic() + 10
+    while not fake.chat_requests:  # translated and sent; the provider holds its headers back
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    rewrite(script, GOOD, 1)
+    wait_log(proxy, "was reloaded", 1)
+    t.join(30)
+    a = result["a"]
+    assert check_answer(a)[0] == "completed" and F.output_text(a) == TEXT  # not the provider's raw Chat SSE
+    assert "1 request(s) in flight keep their translation" in proxy.log()
+    a = call(proxy.port, responses_body())
+    assert check_answer(a)[0] == "completed" and F.output_text(a) == "after"
+    s = F.wait_idle(proxy.port)
+    assert (s["turns"], s["streams"], s["watched"]) == (0, 0, 0), s
+    assert "Traceback" not in proxy.log()
+
+
+def test_a_broken_edit_answers_503_until_fixed(reloadable):
+    fake, proxy, script = reloadable
+    rewrite(script, BROKEN, 1)
+    wait_log(proxy, "error in script", 1)
+    a = call(proxy.port, responses_body(), timeout=10)
+    assert a.status == 503 and "addon/mimo.py failed to load" in a.json()["error"]["message"]
+    assert not fake.chat_requests  # nothing went to the provider untranslated
+    rewrite(script, GOOD, 2)
+    wait_log(proxy, "was reloaded", 1)
+    fake.queue({"text": "fixed"})
+    a = call(proxy.port, responses_body())
+    assert check_answer(a)[0] == "completed" and F.output_text(a) == "fixed"
