@@ -93,6 +93,7 @@ class MimoTranslate:
 
     def __init__(self) -> None:
         self.rules: rules.Rules | None = None
+        self.rules_error = ""  # why self.rules is None: a script reload can meet a broken rules file
         self.frozen: dict[str, object] = {}  # option values fixed at start-up, see FROZEN
         self.routes: dict[str, Route] = {}  # model prefix -> another provider, see mimo_routes
         # Per-flow state outlives this instance when mitmproxy reloads the script: see addon/reloading.py.
@@ -131,7 +132,8 @@ class MimoTranslate:
             try:
                 self.rules = rules.load(ctx.options.mimo_rules)
             except rules.RulesError as e:
-                raise exceptions.OptionsError(f"mimo_rules: {e}") from None
+                self.rules_error = f"mimo_rules: {e}"
+                raise exceptions.OptionsError(self.rules_error) from None
         if "mimo_routes" in updated:
             routes = {}
             for spec in filter(None, (s.strip() for s in ctx.options.mimo_routes.split(","))):
@@ -198,7 +200,10 @@ class MimoTranslate:
             return
         path = flow.request.path.split("?", 1)[0].rstrip("/") or "/"
         method = flow.request.method
-        if method == "POST" and path in RESPONSES_PATHS:
+        if self.rules is None:  # at start-up mitmdump refuses to run; only a reload gets here
+            msg = f"mimo2codex has no valid rules loaded ({self.rules_error or 'not configured'}); fix the file, it is reloaded"
+            self.local(flow, 503, errors.error_body(errors.client_error(msg, code="server_error", status=503)))
+        elif method == "POST" and path in RESPONSES_PATHS:
             self.translate_request(flow)
         elif method == "GET" and path in MODELS_PATHS:
             now = int(time.time())

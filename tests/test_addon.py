@@ -10,6 +10,7 @@ from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow, tutils
 
 from addon.mimo import MimoTranslate
+from mimo2codex import rules
 
 KEY = "sk-addon-test-secret"
 UPSTREAM = "https://api.example.test/v1"
@@ -184,6 +185,26 @@ def test_bad_rules_option_is_refused(tctx, tmp_path):
     bad.write_text("provider: x\nmodels:\n  list: 5\n")
     with pytest.raises(exceptions.OptionsError, match="bad.yaml:3: models.list"):
         tctx_.configure(addon, mimo_rules=str(bad))
+
+
+def test_without_valid_rules_every_request_is_a_clear_503(monkeypatch, tmp_path):
+    # mitmdump refuses to start with broken rules, and a broken edit under a running proxy keeps the
+    # old rules; but a script reload builds a new instance that meets the broken file with none.
+    monkeypatch.setenv("LOCAL_API_KEY", KEY)
+    path = tmp_path / "mine.yaml"
+    path.write_text((rules.RULES_DIR / "local.yaml").read_text())
+    addon = MimoTranslate()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, mimo_rules=str(path))
+        path.write_text("provider: x\nmodels:\n  list: 5\n")
+        reloaded = MimoTranslate()
+        with pytest.raises(exceptions.OptionsError):
+            reloaded.configure(set(tctx.options.keys()))
+        assert reloaded.rules is None
+        for f in (responses_flow(codex_body()), responses_flow(b"", "/healthz", "GET")):
+            reloaded.request(f)
+            err = json.loads(f.response.content)["error"]
+            assert f.response.status_code == 503 and "mine.yaml:3: models.list" in err["message"], err
 
 
 def test_script_loads_like_mitmdump_s(monkeypatch):
