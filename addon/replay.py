@@ -19,6 +19,7 @@ import os
 
 from mitmproxy import ctx, exceptions, http
 
+from addon import reloading
 from mimo2codex import replay as replay_server
 from mimo2codex.recording import Matcher
 
@@ -26,10 +27,23 @@ log = logging.getLogger("mimo2codex.replay")
 META = "m2c."
 
 
-class Replay:
+class Playing:
+    """The replay in progress: the file, its stand-in provider and the recordings served so far."""
+
     def __init__(self) -> None:
+        self.path = ""
         self.server: replay_server.ReplayUpstream | None = None
         self.matcher: Matcher | None = None
+
+
+# Module level: a reload of addon/mimo.py builds a new Replay, and the replay must go on where it
+# was (same server, same recordings already used), not start over on a new port.
+_PLAYING = Playing()
+
+
+class Replay:
+    def __init__(self) -> None:
+        self.playing = _PLAYING
 
     def load(self, loader) -> None:
         loader.add_option("mimo_replay", str, "",
@@ -40,13 +54,15 @@ class Replay:
     def configure(self, updated: set[str]) -> None:
         if "mimo_replay" not in updated and "mimo_replay_pace" not in updated:
             return
-        if self.server is not None and "mimo_replay" in updated:
-            self.server.stop()
-            self.server = self.matcher = None
-        if self.server is not None:
-            self.server.pace = ctx.options.mimo_replay_pace / 1000
+        p = self.playing
         path = ctx.options.mimo_replay
-        if not path or self.server is not None:
+        if p.server is not None and path != p.path:
+            p.server.stop()
+            p.server = p.matcher = None
+        if p.server is not None:  # same file (a pace change, or a reload of addon/mimo.py): go on
+            p.server.pace = ctx.options.mimo_replay_pace / 1000
+            return
+        if not path:
             return
         from addon import flowfile  # reads with mitmproxy.io
 
@@ -57,23 +73,25 @@ class Replay:
         translated = [e for e in exchanges if e.translated]
         if not translated:
             raise exceptions.OptionsError(f"mimo_replay: {path} holds no translated /v1/responses exchange to replay")
-        self.matcher = Matcher(exchanges, side="responses")
-        self.server = replay_server.ReplayUpstream(exchanges, pace=ctx.options.mimo_replay_pace / 1000).start()
+        p.matcher = Matcher(exchanges, side="responses")
+        p.server = replay_server.ReplayUpstream(exchanges, pace=ctx.options.mimo_replay_pace / 1000).start()
+        p.path = path
         translate = ctx.master.addons.get("mimotranslate")
         key_env = translate.key_env() if translate is not None else "MIMO_API_KEY"
         os.environ[key_env] = replay_server.PLACEHOLDER_KEY
-        ctx.options.update(mimo_base_url=self.server.base_url)
+        ctx.options.update(mimo_base_url=p.server.base_url)
         log.warning("replaying %d recorded exchanges from %s (provider stand-in at %s; no key, no network)",
-                    len(translated), path, self.server.base_url)
+                    len(translated), path, p.server.base_url)
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if self.matcher is None or flow.response is not None or not flow.live:
+        matcher = self.playing.matcher
+        if matcher is None or flow.response is not None or not flow.live:
             return
         raw = flow.metadata.get(META + "responses_request")
         if raw is None:
             return
         try:
-            exchange, rule = self.matcher.match(json.loads(raw))
+            exchange, rule = matcher.match(json.loads(raw))
         except ValueError:
             exchange, rule = None, "none"
         flow.request.headers[replay_server.HEADER] = str(exchange.index) if exchange else "none"
@@ -82,6 +100,8 @@ class Replay:
             log.warning("replay: request matched recording #%s by %s only", exchange.index if exchange else "-", rule)
 
     def done(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
+        p = self.playing
+        if p.server is not None and reloading.shutting_down():
+            p.server.stop()
+            p.server = p.matcher = None
+            p.path = ""

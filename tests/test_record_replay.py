@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from mitmproxy import exceptions, http
 from mitmproxy.test import taddons, tflow, tutils
 
 from addon import flowfile
-from addon.mimo import Tee
+from addon.mimo import MimoTranslate, Tee
 from addon.recorder import Recorder
 from addon.replay import Replay
 from mimo2codex import compare, proxyproc, replay, secrets
@@ -284,6 +285,29 @@ def test_replay_is_offline_and_gives_the_same_translated_events(recording, tmp_p
     replayed = [e for e in flowfile.load(replayed_file) if e.translated]
     assert [e.replay.split()[-1] for e in replayed] == ["exact"] * 4
     assert replayed[2].upstream_broken and "response.failed" in replayed[2].client_body.decode()
+
+
+@pytest.mark.e2e
+def test_replay_goes_on_across_a_script_reload(recording, monkeypatch):
+    path = str(recording[0])
+    monkeypatch.setenv("MIMO_API_KEY", "sk-restored-afterwards")  # configure() puts the replay placeholder there
+    first = Replay()
+    with taddons.context(MimoTranslate(), first) as tctx:  # the translator owns mimo_base_url
+        tctx.configure(first, mimo_replay=path)
+        server, matcher = first.playing.server, first.playing.matcher
+        base_url = tctx.options.mimo_base_url
+        first.done()  # mitmproxy reloading addon/mimo.py: the old instance's done(), not the end
+        reloaded = Replay()
+        reloaded.configure(set(tctx.options.keys()))  # the new instance sees every option at once
+        assert (reloaded.playing.server, reloaded.playing.matcher) == (server, matcher)
+        port = int(base_url.rsplit(":", 1)[1].split("/")[0])
+        assert tctx.options.mimo_base_url == base_url
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()  # still serving
+        tctx.master.should_exit.set()
+        reloaded.done()  # the end of the process: the stand-in provider stops
+        assert reloaded.playing.server is None
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5)
 
 
 @pytest.mark.e2e
