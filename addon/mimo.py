@@ -202,7 +202,7 @@ class MimoTranslate:
         method = flow.request.method
         if self.rules is None:  # at start-up mitmdump refuses to run; only a reload gets here
             msg = f"mimo2codex has no valid rules loaded ({self.rules_error or 'not configured'}); fix the file, it is reloaded"
-            self.local(flow, 503, errors.error_body(errors.client_error(msg, code="server_error", status=503)))
+            self.local(flow, 503, errors.error_body(errors.server_error(msg, 503)))
         elif method == "POST" and path in RESPONSES_PATHS:
             self.translate_request(flow)
         elif method == "GET" and path in MODELS_PATHS:

@@ -17,13 +17,14 @@ and not executed again. So:
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from mitmproxy import ctx, http
 from mitmproxy.proxy import mode_specs
+
+from mimo2codex import errors
 
 log = logging.getLogger("mimo2codex")
 
@@ -79,8 +80,7 @@ class Untranslated:
             return  # the translator is there and chose to let this through
         msg = ("mimo2codex's translator is not loaded: addon/mimo.py failed to load after a change "
                "(the proxy's log has the error). Fix the file (it is reloaded automatically) or restart.")
-        body = {"error": {"message": msg, "type": "server_error", "param": None, "code": "server_error"}}
-        flow.response = http.Response.make(503, json.dumps(body).encode(),
+        flow.response = http.Response.make(503, errors.error_body(errors.server_error(msg, 503)),
                                            {"content-type": "application/json", "cache-control": "no-store"})
         flow.comment = "✗ translator not loaded"
         flow.marked = ":x:"

@@ -184,6 +184,12 @@ def client_error(message: str, param: str | None = None, code: str = "invalid_re
     return MappedError(code, message, message, status, False, None, "invalid_request_error", param, None)
 
 
+def server_error(message: str, status: int = 502) -> MappedError:
+    """The proxy itself cannot answer (no translator, no rules): a 5xx the client may retry later."""
+    message = redact(message)
+    return MappedError("server_error", message, message, status, False, None, "server_error")
+
+
 def from_failed(error: dict[str, Any] | None) -> MappedError:
     """A failed Response's `error` as an HTTP answer: what a non-stream client gets instead of a 200."""
     error = error or {}

@@ -148,20 +148,9 @@ def test_demo_runs_offline():
 def test_keyless_local_provider_starts_and_sends_no_auth_header(tmp_path):
     from mimo2codex.fakes.providers import fake_server
 
-    port = proxyproc.free_port()
-    fake = fake_server("local", keys=None).start()
     env = {k: v for k, v in os.environ.items() if k != "LOCAL_API_KEY"}
-    proc = subprocess.Popen([*LAUNCH, "--provider", "local", "--port", str(port), "--base-url", fake.base_url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                            env=env, start_new_session=True)
-    try:
-        proxyproc.wait_port(port, proc)
-        body = json.dumps({"model": "qwen3-coder:30b", "input": "hi", "stream": False}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/responses", data=body, headers={"content-type": "application/json"})
-        resp = json.loads(urllib.request.urlopen(req, timeout=30).read())
-        assert resp["status"] == "completed"
-        assert "authorization" not in {k.lower() for k in dict(fake.requests[-1].headers)}
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(15)
-        fake.stop()
+    with fake_server("local", keys=None).start() as fake:
+        with launched(tmp_path / "out.log", "--provider", "local", "--base-url", fake.base_url, env=env) as port:
+            status, resp = post(port, {"model": "qwen3-coder:30b", "input": "hi", "stream": False})
+            assert status == 200 and resp["status"] == "completed"
+            assert "authorization" not in {k.lower() for k in dict(fake.requests[-1].headers)}
