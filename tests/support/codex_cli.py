@@ -1,7 +1,8 @@
 """Drive the real OpenAI Codex CLI headless from pytest.
 
-`ensure_codex()` installs the pinned `@openai/codex` from npm into `.cache/codex/` (once, under a
-file lock, so parallel test sessions share one install). `run_codex()` runs one `codex exec` turn
+`ensure_codex()` installs the pinned `@openai/codex` from npm into `.cache/codex/<version>/` (once,
+under a file lock, so parallel test sessions share one install; keyed by version so checkouts
+pinned to different versions can share `.cache/` without reinstalling over each other). `run_codex()` runs one `codex exec` turn
 against a Responses endpoint (our proxy, or `responses_server` while testing this harness) following
 the headless recipe measured in `../shared/contracts/codex-responses.md` section 1, and returns what
 the user saw (`--json` events, final message, exit code, error lines).
@@ -30,10 +31,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 # The version the contract was measured on. Bump together with a re-measurement of the contract.
-CODEX_VERSION = "0.169.0"
+CODEX_VERSION = "0.171.0"
 
 ROOT = Path(__file__).resolve().parents[2]
-CACHE_DIR = ROOT / ".cache" / "codex"
+CACHE_ROOT = ROOT / ".cache" / "codex"
+CACHE_DIR = CACHE_ROOT / CODEX_VERSION
 LOCK_FILE = ROOT / ".cache" / "codex.install.lock"
 # Fresh CODEX_HOMEs go here, not in /tmp: Codex refuses to create its helper PATH aliases
 # (apply_patch & co. for shell use) under a temp dir and warns on every run.
@@ -134,12 +136,13 @@ def _install_lock():
 _ensured: dict[str, Any] = {}
 
 
-def ensure_codex(version: str = CODEX_VERSION, prefix: Path = CACHE_DIR) -> Path:
+def ensure_codex(version: str = CODEX_VERSION, prefix: Path | None = None) -> Path:
     """Install (if needed) and verify the pinned Codex CLI; return the `bin/codex.js` entry.
 
     Raises CodexUnavailable with a human-readable reason; the result (either way) is cached for the
     rest of the Python process so a broken set-up costs one attempt, not one per test.
     """
+    prefix = CACHE_ROOT / version if prefix is None else prefix
     key = f"{prefix}@{version}"
     cached = _ensured.get(key)
     if isinstance(cached, Exception):
