@@ -42,6 +42,7 @@ from addon import recorder, replay, views  # noqa: E402,F401  (importing views r
 log = logging.getLogger("mimo2codex")
 
 RESPONSES_PATHS = ("/v1/responses", "/responses")
+COMPACT_PATHS = ("/v1/responses/compact", "/responses/compact")
 MODELS_PATHS = ("/v1/models", "/models")
 SSE = "text/event-stream"
 META = "m2c."
@@ -205,6 +206,21 @@ class MimoTranslate:
             self.local(flow, 503, errors.error_body(errors.server_error(msg, 503)))
         elif method == "POST" and path in RESPONSES_PATHS:
             self.translate_request(flow)
+        elif path in RESPONSES_PATHS and flow.request.headers.get("upgrade", "").lower() == "websocket":
+            # Codex tries a websocket when a provider declares supports_websockets; 426 is the one answer
+            # it takes as "use HTTP" at once (404/405/501 cost it six reconnects, ~6 s, per session).
+            msg = ("the websocket transport is not offered by mimo2codex; use HTTP POST /v1/responses "
+                   "(set supports_websockets = false for this provider in ~/.codex/config.toml)")
+            self.local(flow, 426, errors.error_body(errors.client_error(msg, code="websocket_unsupported", status=426)))
+            flow.response.headers["upgrade"] = "HTTP/1.1"  # RFC 9110: a 426 names the protocols that would do
+            flow.comment = "websocket refused (426): the client falls back to HTTP"
+        elif method == "POST" and path in COMPACT_PATHS:
+            # Codex compacts inline (an ordinary /v1/responses turn) for providers other than OpenAI; only
+            # OpenAI's server-side compaction answers here, with a blob no other provider can read.
+            msg = ("remote compaction (POST /v1/responses/compact) is not offered by mimo2codex: Codex compacts "
+                   "inline through /v1/responses with a custom provider")
+            log.warning("refused %s %s: remote compaction is not offered", method, path)
+            self.local(flow, 404, errors.error_body(errors.client_error(msg, code="unsupported_endpoint", status=404)))
         elif method == "GET" and path in MODELS_PATHS:
             now = int(time.time())
             data = [{"id": m, "object": "model", "created": now, "owned_by": self.rules.provider} for m in self.rules.listed_models()]
@@ -276,6 +292,8 @@ class MimoTranslate:
                  len(chat["messages"]), len(chat.get("tools", [])), turn.stream, turn.thinking)
         for warning in turn.warnings:
             log.info("  %s", warning)
+        if turn.warnings:  # mapping decisions (dropped items, tools) stay visible on the flow in mitmweb
+            flow.metadata[META + "warnings"] = "\n".join(turn.warnings)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         turn = self.turns.get(flow.id)

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 # Request fields repeated in the Response object (the openai SDK and Codex read some of them back).
 ECHO = ("instructions", "max_output_tokens", "metadata", "parallel_tool_calls", "previous_response_id",
         "reasoning", "store", "temperature", "text", "tool_choice", "tools", "top_p", "truncation", "user")
+# History compacted by OpenAI (Codex replays it after a switch of provider): see _History.compaction.
+COMPACTION_ITEMS = {"compaction", "compaction_summary"}
+COMPACTED_PREFIX = "Summary of the earlier conversation (compacted):\n"
 TOOL_OUTPUTS = {"function_call_output", "custom_tool_call_output", "local_shell_call_output"}
 TOOL_CALLS = {"function_call", "custom_tool_call", "local_shell_call"}
 INTERRUPTED = "aborted: the call was interrupted before it produced output"
@@ -378,11 +381,33 @@ class _History:
             self.assistant = None  # a model turn ends where its tool outputs begin
             self.messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
             self.pending_images += images
-        elif kind in ("item_reference", "compaction", "web_search_call", "image_generation_call", "file_search_call",
+        elif kind in COMPACTION_ITEMS:
+            self.compaction(item)
+        elif kind == "compaction_trigger":
+            # Server-side compaction asks for one `compaction` item holding OpenAI's encrypted state: a
+            # Chat provider has no such thing. Codex compacts inline (an ordinary turn) with custom providers.
+            raise BadRequest("'compaction_trigger' asks for OpenAI's server-side compaction, which a Chat "
+                             "Completions provider cannot do; let Codex compact inline (the default for a "
+                             "custom model provider)", "input", code="unsupported_compaction")
+        elif kind in ("item_reference", "web_search_call", "image_generation_call", "file_search_call",
                       "code_interpreter_call", "computer_call", "computer_call_output", "mcp_list_tools"):
             warn_once(f"item:{kind}", f"ignoring input item type {kind!r}: no Chat Completions equivalent")
         else:
             raise BadRequest(f"unsupported input item type {kind!r}", "input")
+
+    def compaction(self, item: dict) -> None:
+        """History compacted elsewhere: keep a readable summary, drop (and say so) an opaque blob."""
+        summary = _text_of(item.get("summary") or item.get("content"))
+        if summary:
+            self.flush()
+            self.messages.append({"role": "user", "content": COMPACTED_PREFIX + summary})
+            return
+        # OpenAI's encrypted compaction state: only OpenAI can read it. Refusing would end a resumed
+        # session for good; dropping loses what it summarised, so the loss is logged and noted on the flow.
+        note = (f"dropped a {item.get('type')!r} input item: its encrypted content is OpenAI's compacted "
+                "history, which this provider cannot read; the model does not see what it summarised")
+        self.turn.warnings.append(note)
+        log.warning(note)
 
     def message(self, item: dict) -> None:
         role = item.get("role")

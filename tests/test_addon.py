@@ -230,3 +230,23 @@ def test_local_answers_carry_a_reason_phrase(tctx):
     f = responses_flow(b"{nope")
     addon.request(f)
     assert (f.response.status_code, f.response.reason) == (400, "Bad Request")
+
+
+def test_websocket_upgrade_is_refused_with_426_so_codex_uses_http_at_once(tctx):
+    _, addon = tctx
+    f = responses_flow(b"", method="GET")
+    f.request.headers.update({"upgrade": "websocket", "connection": "Upgrade", "sec-websocket-version": "13",
+                              "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    addon.request(f)
+    assert f.response.status_code == 426  # Codex 0.171 falls back on 426 only; 404/405/501 cost six reconnects
+    err = json.loads(f.response.content)["error"]
+    assert err["code"] == "websocket_unsupported" and "supports_websockets = false" in err["message"]
+
+
+def test_remote_compaction_endpoint_is_a_clear_404(tctx):
+    _, addon = tctx
+    f = responses_flow(codex_body(), path="/v1/responses/compact")
+    addon.request(f)
+    assert f.response.status_code == 404
+    err = json.loads(f.response.content)["error"]
+    assert err["code"] == "unsupported_endpoint" and "inline" in err["message"]

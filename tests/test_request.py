@@ -270,3 +270,34 @@ def test_wrong_types_refused_with_the_clients_field_name(field, value, needle):
     with pytest.raises(BadRequest) as e:
         to_chat({"model": "mimo-v2.5-pro", "input": "x", field: value}, MIMO)
     assert needle in e.value.message and e.value.param == field
+
+
+# -- history compacted elsewhere (Codex replays OpenAI-compacted sessions) ------------------------
+
+
+def test_compaction_with_a_readable_summary_becomes_a_user_message():
+    chat, turn = to_chat({"model": "mimo-v2.5-pro", "input": [
+        {"type": "compaction_summary", "summary": [{"type": "summary_text", "text": "We fixed the parser."}]},
+        msg("user", "go on")]}, MIMO)
+    summary, last = chat["messages"][-2:]
+    assert summary == {"role": "user", "content": request.COMPACTED_PREFIX + "We fixed the parser."}
+    assert last["role"] == "user" and not turn.warnings
+
+
+def test_opaque_compaction_blob_is_dropped_with_a_warning_on_the_turn(caplog):
+    chat, turn = to_chat({"model": "mimo-v2.5-pro", "input": [
+        msg("user", "first"), {"type": "compaction", "encrypted_content": "gAAAA-openai-blob"},
+        msg("user", "second")]}, MIMO)
+    users = [json.dumps(m["content"]) for m in chat["messages"] if m["role"] == "user"]
+    assert len(users) == 2 and "first" in users[0] and "second" in users[1]
+    assert "gAAAA" not in json.dumps(chat)
+    [note] = turn.warnings
+    assert "'compaction'" in note and "cannot read" in note
+    assert any("cannot read" in r.getMessage() for r in caplog.records)
+
+
+def test_compaction_trigger_is_refused_with_a_precise_message():
+    with pytest.raises(BadRequest) as e:
+        chat_of([msg("user", "hi"), {"type": "compaction_trigger"}])
+    assert e.value.status == 400 and e.value.code == "unsupported_compaction"
+    assert "compaction_trigger" in e.value.message and "inline" in e.value.message
