@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mimo2codex import __version__, rules, sessions
+from mimo2codex import __version__, rules, sessions, setup_codex
 from mimo2codex.secrets import TOKEN_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,6 +107,7 @@ def parser() -> argparse.ArgumentParser:
     cr = sub.add_parser("check-rules", help="validate rules files (default: every file in rules/)")
     cr.add_argument("files", nargs="*", metavar="FILE")
     sessions.add_parsers(sub, lambda sp: (add_common(sp, sub=True), add_run(sp, sub=True)))  # record, replay, show, compare
+    setup_codex.add_parser(sub, add_common)
     return p
 
 
@@ -128,12 +129,14 @@ def proxy_url(host: str, port: int) -> str:
 def codex_config(r: rules.Rules, host: str, port: int, *, env_key: bool = False, catalog: str | None = None) -> str:
     lines = [f'model = "{r.default_model}"', f'model_provider = "{r.provider}"']
     if catalog:
-        lines.append(f'model_catalog_json = "{catalog}"')
+        lines.append(f"model_catalog_json = {json.dumps(catalog)}")  # a JSON string is a TOML basic string
     lines += ["", f"[model_providers.{r.provider}]", f'name = "{r.name} (via mimo2codex)"',
               f'base_url = "{proxy_url(host, port)}"', 'wire_api = "responses"']
     lines.append('env_key = "MIMO2CODEX_KEY"' if env_key else "requires_openai_auth = true")
     # Retrying is the proxy's job (bounded, Retry-After aware); Codex's own loop would multiply it.
     lines.append("request_max_retries = 1")
+    # Said explicitly: a Codex that tries a websocket first only learns from a refusal that we speak HTTP.
+    lines.append("supports_websockets = false")
     return "\n".join(lines)
 
 
@@ -176,23 +179,32 @@ def model_catalog(r: rules.Rules) -> dict:
     return {"models": models}
 
 
+def catalog_step(r: rules.Rules, path: str | None) -> tuple[str, str]:
+    """(the catalog file, the step that creates it): without the catalog Codex edits files by shell, not apply_patch."""
+    if path:
+        path = str(Path(path).expanduser().resolve())
+        Path(path).write_text(json.dumps(model_catalog(r), indent=1))
+        return path, f"# model catalog written to {path} (it gives Codex its apply_patch tool)"
+    path = str(setup_codex.catalog_path(setup_codex.codex_home(), r.provider))
+    return path, (f"# write the model catalog first (it gives Codex its apply_patch tool; Codex will not start if the\n"
+                  f"# file named in config.toml is missing):\npython3 launch.py print-config --catalog {path}")
+
+
 def cmd_print_config(args: argparse.Namespace) -> int:
     r = load_rules(args.rules)
-    catalog = None
-    if args.catalog:
-        catalog = str(Path(args.catalog).expanduser().resolve())
-        Path(catalog).write_text(json.dumps(model_catalog(r), indent=1))
-        print(f"# model catalog written to {catalog}\n", file=sys.stderr)
+    catalog, step = catalog_step(r, args.catalog)
     token = bool(access_token(args))
+    print("# `python3 launch.py setup-codex` does all of this for you (merges, keeps backups, --dry-run shows the diff)\n")
+    print("# Step 1 - " + step.removeprefix("# ") + "\n")
     if args.env_key:
         value = f"\"${TOKEN_ENV}\"" if token else "anything"
         print(f"# Codex CLI only: export MIMO2CODEX_KEY={value} in the shell that runs codex\n")
-        print("# append to ~/.codex/config.toml")
+        print("# Step 2 - append to ~/.codex/config.toml")
         print(codex_config(r, args.host, args.port, env_key=True, catalog=catalog))
     else:
-        print("# Step 1 - write ~/.codex/auth.json")
+        print("# Step 2 - write ~/.codex/auth.json")
         print(auth_json(token))
-        print("\n# Step 2 - append to ~/.codex/config.toml")
+        print("\n# Step 3 - append to ~/.codex/config.toml")
         print(codex_config(r, args.host, args.port, catalog=catalog))
     return 0
 
@@ -203,8 +215,10 @@ def cmd_print_cc_switch(args: argparse.Namespace) -> int:
     print("# Keep `python3 launch.py` running; cc-switch only switches configs.\n")
     print("# auth.json")
     print(auth_json(bool(access_token(args))))
+    catalog, step = catalog_step(r, None)
+    print("\n# model catalog (once, outside cc-switch)\n" + step)
     print("\n# config.toml")
-    print(codex_config(r, DEFAULT_HOST if args.host in ("0.0.0.0", "::") else args.host, args.port))
+    print(codex_config(r, DEFAULT_HOST if args.host in ("0.0.0.0", "::") else args.host, args.port, catalog=catalog))
     print(f"\n# name: {r.name} (via mimo2codex) — \"Fetch Models\" lists: {', '.join(r.listed_models())}")
     return 0
 
@@ -325,6 +339,7 @@ COMMANDS = {
     "check-rules": cmd_check_rules,
     "demo": cmd_demo,
     **sessions.COMMANDS,
+    "setup-codex": setup_codex.cmd_setup_codex,
 }
 
 

@@ -329,7 +329,7 @@ def _base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 def codex_argv(entry: Path, base_url: str, prompt: str, *, workdir: Path, model: str,
                catalog_path: Path | None, sandbox: str | None, extra_config: Iterable,
                extra_args: Iterable[str], provider_extra: Mapping[str, Any],
-               ephemeral: bool, resume_last: bool, json_output: bool) -> list[str]:
+               ephemeral: bool, resume_last: bool, json_output: bool, home_config: bool = False) -> list[str]:
     provider = {"name": "MiMo", "base_url": base_url, "env_key": KEY_VAR, "wire_api": "responses",
                 **provider_extra}
     argv = [shutil.which("node") or "node", str(entry), "exec", "--skip-git-repo-check"]
@@ -338,10 +338,10 @@ def codex_argv(entry: Path, base_url: str, prompt: str, *, workdir: Path, model:
     if json_output:
         argv.append("--json")
     # `exec resume` has no -C/-s of its own: keep exec-level options before the subcommand.
-    argv += ["-C", str(workdir), *_SANDBOX_FLAGS[sandbox], "-m", model,
-             "-c", f"model_provider={PROVIDER_ID}",
-             "-c", f"model_providers.{PROVIDER_ID}={_toml(provider)}",
-             "-c", "analytics.enabled=false", "--disable", "plugins"]
+    argv += ["-C", str(workdir), *_SANDBOX_FLAGS[sandbox], "-m", model]
+    if not home_config:  # else the provider comes from CODEX_HOME/config.toml (e.g. written by setup-codex)
+        argv += ["-c", f"model_provider={PROVIDER_ID}", "-c", f"model_providers.{PROVIDER_ID}={_toml(provider)}"]
+    argv += ["-c", "analytics.enabled=false", "--disable", "plugins"]
     if catalog_path is not None:
         argv += ["-c", f"model_catalog_json={_toml(str(catalog_path))}"]
     for item in extra_config:
@@ -374,6 +374,7 @@ def run_codex(
     resume_last: bool = False,
     json_output: bool = True,
     env: Mapping[str, str] | None = None,
+    home_config: bool = False,
 ) -> CodexResult:
     """Run `codex exec` once, headless, against `base_url` (…/v1) and return what happened.
 
@@ -384,6 +385,7 @@ def run_codex(
       Codex's defaults (5 / 4 / 300 s). Lower them for failure scenarios to finish fast.
     home: a CODEX_HOME to reuse across runs (needed for `resume_last`, with ephemeral=False);
       default is a fresh temp dir removed afterwards.
+    home_config: take the provider from `home`'s config.toml instead of pointing Codex at base_url.
     timeout: wall-clock seconds; the process group is then killed and `timed_out` is set.
     """
     entry = ensure_codex()
@@ -411,7 +413,8 @@ def run_codex(
         argv = codex_argv(entry, base_url, prompt, workdir=workdir, model=model,
                           catalog_path=catalog_path, sandbox=sandbox, extra_config=extra_config,
                           extra_args=extra_args, provider_extra=provider_extra,
-                          ephemeral=ephemeral, resume_last=resume_last, json_output=json_output)
+                          ephemeral=ephemeral, resume_last=resume_last, json_output=json_output,
+                          home_config=home_config)
         marker = uuid.uuid4().hex
         child_env = _base_env({"CODEX_HOME": str(home_dir), KEY_VAR: env_key_value,
                                MARKER_VAR: marker, **(env or {})})
