@@ -314,7 +314,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not is_loopback(args.host):
         print(f"WARNING: listening on {args.host}, not loopback: anyone who can reach this port spends your {r.name} quota"
               + ("." if token else "; require a local token with --access-token."), file=sys.stderr)
-    print("\n# Point Codex at it (python3 launch.py print-config prints this again):")
+    print("\n# Point Codex at it: python3 launch.py setup-codex writes this (and the model catalog) into ~/.codex for you")
     print("# ~/.codex/auth.json\n" + auth_json(bool(token)))
     print("# ~/.codex/config.toml\n" + codex_config(r, args.host, args.port) + "\n", flush=True)
     from mitmproxy.tools import main as mitm_main

@@ -11,6 +11,7 @@ import sys
 import tomllib
 
 from mimo2codex import rules, setup_codex
+from mimo2codex.secrets import TOKEN_ENV
 from tests.support.codex_cli import ROOT
 
 USER_CONFIG = """# my settings
@@ -34,7 +35,7 @@ base_url = "http://elsewhere/v1"
 
 
 def setup(home, *args):
-    env = {k: v for k, v in os.environ.items() if k not in ("CODEX_HOME", "MIMO2CODEX_TOKEN")}
+    env = {k: v for k, v in os.environ.items() if k not in ("CODEX_HOME", TOKEN_ENV)}
     env["CODEX_HOME"] = str(home)
     return subprocess.run([sys.executable, str(ROOT / "launch.py"), "setup-codex", "--port", "9123", *args],
                           capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
@@ -111,3 +112,14 @@ def test_print_config_includes_the_catalog_step_and_refuses_websockets(tmp_path)
         assert f"print-config --catalog {cat}" in out, out
         assert f'model_catalog_json = "{cat}"' in out and "supports_websockets = false" in out, out
         assert not cat.exists()  # printing writes nothing
+
+
+def test_access_token_goes_into_auth_json_but_never_into_the_printed_diff(tmp_path):
+    home = tmp_path / "h"
+    env_token = "local-token-0123456789"
+    p = subprocess.run([sys.executable, str(ROOT / "launch.py"), "setup-codex"], capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, CODEX_HOME=str(home), **{TOKEN_ENV: env_token}),
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    assert json.loads((home / "auth.json").read_text())["OPENAI_API_KEY"] == env_token
+    assert env_token not in p.stdout + p.stderr and "<access token>" in p.stdout
