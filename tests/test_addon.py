@@ -230,3 +230,20 @@ def test_local_answers_carry_a_reason_phrase(tctx):
     f = responses_flow(b"{nope")
     addon.request(f)
     assert (f.response.status_code, f.response.reason) == (400, "Bad Request")
+
+
+def test_base_url_variable_reaches_the_plain_addon_for_the_main_provider(monkeypatch):
+    # `mitmdump -s addon/mimo.py` with MIMO_BASE_URL set and no mimo_base_url: the same rule as routes and launch.py.
+    monkeypatch.setenv("MIMO_API_KEY", KEY)
+    monkeypatch.setenv("MIMO_BASE_URL", "http://127.0.0.1:9/plan/v1/")
+    monkeypatch.setenv("DEEPSEEK_BASE_URL", "http://127.0.0.1:9/ds")
+    addon = MimoTranslate()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, mimo_rules="mimo", mimo_routes="deepseek")
+        assert addon.base_url() == "http://127.0.0.1:9/plan/v1"
+        assert addon.routes["deepseek"].base_url == "http://127.0.0.1:9/ds"
+        f = responses_flow(codex_body())
+        addon.request(f)
+        assert f.request.url == "http://127.0.0.1:9/plan/v1/chat/completions"
+        tctx.configure(addon, mimo_base_url="http://127.0.0.1:8/v1")  # the explicit option still wins
+        assert addon.base_url() == "http://127.0.0.1:8/v1"
