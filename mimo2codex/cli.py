@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mimo2codex import __version__, rules, sessions
+from mimo2codex import __version__, doctor, rules, sessions
 from mimo2codex.secrets import TOKEN_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,6 +114,7 @@ def parser() -> argparse.ArgumentParser:
     cr = sub.add_parser("check-rules", help="validate rules files (default: every file in rules/)")
     cr.add_argument("files", nargs="*", metavar="FILE")
     sessions.add_parsers(sub, lambda sp: (add_common(sp, sub=True), add_run(sp, sub=True)))  # record, replay, show, compare
+    doctor.add_parser(sub, lambda sp: (add_common(sp, sub=True), add_token(sp, sub=True)))
     return p
 
 
@@ -330,6 +331,7 @@ COMMANDS = {
     "print-cc-switch": cmd_print_cc_switch,
     "check-rules": cmd_check_rules,
     "demo": cmd_demo,
+    "doctor": doctor.run,
     **sessions.COMMANDS,
 }
 
