@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mimo2codex import __version__, doctor, rules, sessions
+from mimo2codex import __version__, doctor, rules, service, sessions
 from mimo2codex.secrets import TOKEN_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
     cr.add_argument("files", nargs="*", metavar="FILE")
     sessions.add_parsers(sub, lambda sp: (add_common(sp, sub=True), add_run(sp, sub=True)))  # record, replay, show, compare
     doctor.add_parser(sub, lambda sp: (add_common(sp, sub=True), add_token(sp, sub=True)))
+    service.add_parser(sub, lambda sp: (add_common(sp, sub=True), add_run(sp, sub=True)))
     return p
 
 
@@ -332,6 +333,7 @@ COMMANDS = {
     "check-rules": cmd_check_rules,
     "demo": cmd_demo,
     "doctor": doctor.run,
+    "service": service.run,
     **sessions.COMMANDS,
 }
 
