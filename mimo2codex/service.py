@@ -19,6 +19,7 @@ import re
 import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -70,8 +71,8 @@ def proxy_command(args: argparse.Namespace, r: rules.Rules, python: str = sys.ex
     for flag in ("no_reasoning", "hide_reasoning", "web_search", "verbose"):
         if getattr(args, flag):
             argv.append("--" + flag.replace("_", "-"))
-    if args.web:
-        argv += ["--web", "--web-port", str(args.web_port)]
+    if args.web:  # no one is at the screen to open a browser for
+        argv += ["--web", "--web-port", str(args.web_port), "--set", "web_open_browser=false"]
     for route in args.routes:
         argv += ["--route", route]
     for option in args.mitm_sets:
@@ -224,10 +225,47 @@ def add_parser(sub, add_common) -> None:
         p.add_argument("--platform", choices=("linux", "macos", "windows"), default=platform_name(), help=argparse.SUPPRESS)
 
 
+@dataclass(frozen=True)
+class Manager:
+    """One platform's service manager: where the unit goes and the commands that drive it."""
+
+    target: Path
+    load: tuple[tuple[str, ...], ...]      # after writing the unit; a failure is reported
+    unload: tuple[tuple[str, ...], ...]    # before removing it; failures ignored (it may not be loaded)
+    forget: tuple[tuple[str, ...], ...]    # after removing it
+    status: tuple[str, ...]
+    logs: Callable[[int, bool], tuple[str, ...]]
+    note: str = ""
+
+
+def manager(platform: str, home: Path, env: Mapping[str, str]) -> Manager:
+    if platform == "macos":
+        service = f"gui/{os.getuid()}/{LABEL}"
+        return Manager(plist_path(home),
+                       load=(("launchctl", "bootout", service), ("launchctl", "bootstrap", f"gui/{os.getuid()}", str(plist_path(home)))),
+                       unload=(("launchctl", "bootout", service),), forget=(), status=("launchctl", "print", service),
+                       logs=lambda n, follow: ("tail", "-n", str(n), *(("-F",) if follow else ()), str(log_path(home))))
+    ctl = ("systemctl", "--user")
+    # restart, not start: a re-install with new flags takes effect now
+    return Manager(unit_path(home, env), load=((*ctl, "daemon-reload"), (*ctl, "enable", UNIT), (*ctl, "restart", UNIT)),
+                   unload=((*ctl, "disable", "--now", UNIT),), forget=((*ctl, "daemon-reload"),),
+                   status=(*ctl, "status", UNIT, "--no-pager"),
+                   logs=lambda n, follow: ("journalctl", "--user", "-u", UNIT, "-n", str(n), "--no-pager", *(("-f",) if follow else ())),
+                   note="(user services stop at logout unless lingering is on: loginctl enable-linger $USER)")
+
+
+WINDOWS = {"uninstall": f"schtasks /End /TN {NAME} & schtasks /Delete /TN {NAME} /F",
+           "status": f"schtasks /Query /TN {NAME} /V /FO LIST",
+           "logs": "The task's output is not kept; run the command from `service install` in a window to see it."}
+
+
 def run(args: argparse.Namespace, *, home: Path | None = None, environ: Mapping[str, str] | None = None,
         runner: Runner = subprocess.call) -> int:
     env = os.environ if environ is None else environ
     home = home or Path.home()
+    if args.platform == "windows" and args.service_command != "install":
+        print(WINDOWS[args.service_command])  # nothing is driven from here on Windows
+        return 0
     action = {"install": install, "uninstall": uninstall, "status": status, "logs": logs}[args.service_command]
     return action(args, home, env, runner)
 
@@ -243,53 +281,39 @@ def install(args, home: Path, env: Mapping[str, str], runner: Runner) -> int:
         print(windows_text(command, r, routes))
         return 0
     values = secrets_for(args, r, routes, env, read_env(secrets_file))
-    if args.platform == "macos":
-        target, text = plist_path(home), launchd_plist(command, secrets_file, log_path(home))
-        domain = f"gui/{os.getuid()}"
-        steps = [["launchctl", "bootout", f"{domain}/{LABEL}"], ["launchctl", "bootstrap", domain, str(target)]]
-        optional = {0}  # bootout fails when it was not loaded: fine
-    else:
-        target, text = unit_path(home, env), systemd_unit(command, secrets_file, r).encode()
-        # restart, not start: a re-install with new flags takes effect now
-        steps = [["systemctl", "--user", "daemon-reload"], ["systemctl", "--user", "enable", UNIT],
-                 ["systemctl", "--user", "restart", UNIT]]
-        optional = set()
+    m = manager(args.platform, home, env)
+    text = (launchd_plist(command, secrets_file, log_path(home)) if args.platform == "macos"
+            else systemd_unit(command, secrets_file, r).encode())
     if args.dry_run:
-        print(f"# {target}\n{text.decode()}\n# {secrets_file} (mode 0600): {', '.join(values)} (values not shown)")
-        print("\n".join("$ " + shlex.join(step) for step in steps))
+        print(f"# {m.target}\n{text.decode()}\n# {secrets_file} (mode 0600): {', '.join(values)} (values not shown)")
+        print("\n".join("$ " + shlex.join(step) for step in m.load))
         return 0
     write_private(secrets_file, env_text(values))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(text)
-    print(f"wrote {target}\nwrote {secrets_file} (mode 0600: {', '.join(values)})")
-    for i, step in enumerate(steps):
-        code = runner(step)
-        if code != 0 and i not in optional:
+    m.target.parent.mkdir(parents=True, exist_ok=True)
+    m.target.write_bytes(text)
+    print(f"wrote {m.target}\nwrote {secrets_file} (mode 0600: {', '.join(values)})")
+    for step in m.load:
+        code = runner(list(step))
+        if code != 0 and step not in m.unload:  # unloading what was not loaded fails: fine
             print(f"mimo2codex: `{shlex.join(step)}` failed (exit {code}); the files are in place, see `service status`",
                   file=sys.stderr)
             return 1
-    url = cli.proxy_url(args.host, args.port)
-    print(f"mimo2codex runs as a service on {url}; `launch.py service status`, `launch.py service logs`, `launch.py doctor`")
-    if args.platform == "linux":
-        print("(user services stop at logout unless lingering is on: loginctl enable-linger $USER)")
+    print(f"mimo2codex runs as a service on {cli.proxy_url(args.host, args.port)}; "
+          "`launch.py service status`, `launch.py service logs`, `launch.py doctor`")
+    if m.note:
+        print(m.note)
     return 0
 
 
 def uninstall(args, home: Path, env: Mapping[str, str], runner: Runner) -> int:
-    if args.platform == "windows":
-        print(f"schtasks /End /TN {NAME} & schtasks /Delete /TN {NAME} /F")
-        return 0
-    if args.platform == "macos":
-        target = plist_path(home)
-        runner(["launchctl", "bootout", f"gui/{os.getuid()}/{LABEL}"])
-    else:
-        target = unit_path(home, env)
-        runner(["systemctl", "--user", "disable", "--now", UNIT])
-    existed = target.exists()
-    target.unlink(missing_ok=True)
-    if args.platform == "linux":
-        runner(["systemctl", "--user", "daemon-reload"])
-    print(f"removed {target}" if existed else f"{target} was not installed")
+    m = manager(args.platform, home, env)
+    for step in m.unload:
+        runner(list(step))
+    existed = m.target.exists()
+    m.target.unlink(missing_ok=True)
+    for step in m.forget:
+        runner(list(step))
+    print(f"removed {m.target}" if existed else f"{m.target} was not installed")
     secrets_file = env_file(home, env)
     if args.purge:
         secrets_file.unlink(missing_ok=True)
@@ -300,24 +324,12 @@ def uninstall(args, home: Path, env: Mapping[str, str], runner: Runner) -> int:
 
 
 def status(args, home: Path, env: Mapping[str, str], runner: Runner) -> int:
-    if args.platform == "windows":
-        print(f"schtasks /Query /TN {NAME} /V /FO LIST")
-        return 0
-    if args.platform == "macos":
-        if not plist_path(home).exists():
-            print(f"not installed ({plist_path(home)} does not exist)")
-            return 3
-        return runner(["launchctl", "print", f"gui/{os.getuid()}/{LABEL}"])
-    if not unit_path(home, env).exists():
-        print(f"not installed ({unit_path(home, env)} does not exist)")
+    m = manager(args.platform, home, env)
+    if not m.target.exists():
+        print(f"not installed ({m.target} does not exist)")
         return 3  # systemctl's own "not running" code
-    return runner(["systemctl", "--user", "status", UNIT, "--no-pager"])
+    return runner(list(m.status))
 
 
 def logs(args, home: Path, env: Mapping[str, str], runner: Runner) -> int:
-    if args.platform == "windows":
-        print("The task's output is not kept; run the command from `service install` in a window to see it.")
-        return 0
-    if args.platform == "macos":
-        return runner(["tail", "-n", str(args.lines), *(["-F"] if args.follow else []), str(log_path(home))])
-    return runner(["journalctl", "--user", "-u", UNIT, "-n", str(args.lines), "--no-pager", *(["-f"] if args.follow else [])])
+    return runner(list(manager(args.platform, home, env).logs(args.lines, args.follow)))

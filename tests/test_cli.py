@@ -27,7 +27,8 @@ def run(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.
     return subprocess.run([*LAUNCH, *args], capture_output=True, text=True, timeout=timeout, env=full, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("cmd", [[], ["print-config"], ["print-cc-switch"], ["demo"], ["check-rules"]])
+@pytest.mark.parametrize("cmd", [[], ["print-config"], ["print-cc-switch"], ["demo"], ["check-rules"], ["doctor"],
+                                 ["service"], ["service", "install"], ["service", "logs"]])
 def test_help_on_every_subcommand(cmd):
     r = run(*cmd, "--help")
     assert r.returncode == 0 and "usage:" in r.stdout

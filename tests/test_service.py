@@ -147,12 +147,30 @@ def test_launchd_plist_sources_the_key_file_and_holds_no_secret(tmp_path):
     assert runner.calls == [["launchctl", "bootout", f"{domain}/{service.LABEL}"], ["launchctl", "bootstrap", domain, str(path)]]
 
 
+def test_launchd_status_logs_uninstall(tmp_path, capsys):
+    runner = Recorder()
+    run = lambda *argv: service.run(parse(*argv, "--platform", "macos"), home=tmp_path, environ={}, runner=runner)  # noqa: E731
+    assert run("status") == 3 and runner.calls == []
+    install(tmp_path, {"MIMO_API_KEY": KEY}, "--web", platform="macos", runner=runner)
+    assert plistlib.loads(service.plist_path(tmp_path).read_bytes())["ProgramArguments"][-2:] == ["--set", "web_open_browser=false"]
+    runner.calls.clear()
+    assert run("status") == 0 and run("logs", "-n", "5") == 0 and run("uninstall") == 0
+    service_id = f"gui/{os.getuid()}/{service.LABEL}"
+    assert runner.calls == [["launchctl", "print", service_id], ["tail", "-n", "5", str(tmp_path / "Library/Logs/mimo2codex.log")],
+                            ["launchctl", "bootout", service_id]]
+    assert not service.plist_path(tmp_path).exists()
+
+
 def test_windows_prints_the_task_scheduler_command_without_the_key(tmp_path, capsys):
     code, runner = install(tmp_path, {"MIMO_API_KEY": KEY}, "--port", "9400", platform="windows")
     out = capsys.readouterr().out
     assert code == 0 and runner.calls == [] and not (tmp_path / ".config").exists()
     assert "schtasks /Create /TN mimo2codex /SC ONLOGON" in out and "--port 9400" in out
     assert "setx MIMO_API_KEY sk-..." in out and KEY not in out
+    for action, says in (("status", "schtasks /Query"), ("uninstall", "schtasks /Delete"), ("logs", "not kept")):
+        assert service.run(parse(action, "--platform", "windows"), home=tmp_path, environ={}, runner=runner) == 0
+        assert says in capsys.readouterr().out
+    assert runner.calls == []
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
