@@ -144,9 +144,9 @@ class MimoTranslate:
                     raise exceptions.OptionsError(f"mimo_routes: {e}") from None
                 routes[r.provider] = Route(r.provider, r, r.upstream_url(), r.auth_env)
             self.routes = routes
-        if "mimo_base_url" in updated and ctx.options.mimo_base_url:
-            if not ctx.options.mimo_base_url.startswith(("http://", "https://")):
-                raise exceptions.OptionsError(f"mimo_base_url must start with http:// or https://, got {ctx.options.mimo_base_url!r}")
+        if updated & {"mimo_rules", "mimo_base_url"} and not self.base_url().startswith(("http://", "https://")):
+            where = "mimo_base_url" if ctx.options.mimo_base_url else f"${self.rules.base_url_env()}"
+            raise exceptions.OptionsError(f"{where} must start with http:// or https://, got {self.base_url()!r}")
         if "mimo_verbose" in updated:
             log.setLevel(logging.INFO if ctx.options.mimo_verbose else logging.WARNING)
 

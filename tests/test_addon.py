@@ -247,3 +247,9 @@ def test_base_url_variable_reaches_the_plain_addon_for_the_main_provider(monkeyp
         assert f.request.url == "http://127.0.0.1:9/plan/v1/chat/completions"
         tctx.configure(addon, mimo_base_url="http://127.0.0.1:8/v1")  # the explicit option still wins
         assert addon.base_url() == "http://127.0.0.1:8/v1"
+        with pytest.raises(exceptions.OptionsError, match="mimo_base_url must start with http"):
+            tctx.configure(addon, mimo_base_url="api.example.test/v1")
+    monkeypatch.setenv("MIMO_BASE_URL", "api.xiaomimimo.com/v1")
+    bad = MimoTranslate()
+    with taddons.context(bad) as tctx, pytest.raises(exceptions.OptionsError, match=r"\$MIMO_BASE_URL must start"):
+        tctx.configure(bad, mimo_rules="mimo")
