@@ -105,7 +105,8 @@ class MimoTranslate:
 
     def load(self, loader) -> None:
         loader.add_option("mimo_rules", str, "mimo", "Provider rules: a name from rules/ or a YAML file path.")
-        loader.add_option("mimo_base_url", str, "", "Upstream Chat Completions base URL (default: the rules' base_url).")
+        loader.add_option("mimo_base_url", str, "", "Upstream Chat Completions base URL (default: $MIMO_BASE_URL, or the "
+                          "variable beside the rules' key variable, else the rules' base_url).")
         loader.add_option("mimo_routes", str, "",
                           "Comma-separated providers (names from rules/ or files) reachable by model prefix in the same "
                           "proxy: with 'deepseek', model 'deepseek/deepseek-v4-pro' goes to DeepSeek with "
@@ -142,11 +143,11 @@ class MimoTranslate:
                     r = rules.load(spec)
                 except rules.RulesError as e:
                     raise exceptions.OptionsError(f"mimo_routes: {e}") from None
-                routes[r.provider] = Route(r.provider, r, (os.environ.get(r.base_url_env()) or r.base_url).rstrip("/"), r.auth_env)
+                routes[r.provider] = Route(r.provider, r, r.upstream_url(), r.auth_env)
             self.routes = routes
-        if "mimo_base_url" in updated and ctx.options.mimo_base_url:
-            if not ctx.options.mimo_base_url.startswith(("http://", "https://")):
-                raise exceptions.OptionsError(f"mimo_base_url must start with http:// or https://, got {ctx.options.mimo_base_url!r}")
+        if updated & {"mimo_rules", "mimo_base_url"} and not self.base_url().startswith(("http://", "https://")):
+            where = "mimo_base_url" if ctx.options.mimo_base_url else f"${self.rules.base_url_env()}"
+            raise exceptions.OptionsError(f"{where} must start with http:// or https://, got {self.base_url()!r}")
         if "mimo_verbose" in updated:
             log.setLevel(logging.INFO if ctx.options.mimo_verbose else logging.WARNING)
 
@@ -154,7 +155,7 @@ class MimoTranslate:
 
     # Plain methods, not properties: mitmproxy's command collector getattr()s every attribute.
     def base_url(self) -> str:
-        return (ctx.options.mimo_base_url or self.rules.base_url).rstrip("/")
+        return self.rules.upstream_url(ctx.options.mimo_base_url)
 
     def key_env(self) -> str:
         return ctx.options.mimo_api_key_env or self.rules.auth_env

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mimo2codex import __version__, rules, sessions, setup_codex
+from mimo2codex import __version__, doctor, rules, service, sessions, setup_codex
 from mimo2codex.secrets import TOKEN_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,14 +62,18 @@ def add_common(p: argparse.ArgumentParser, sub: bool = False) -> None:
                    help="provider name from rules/ or a rules YAML file (env MIMO2CODEX_RULES, default mimo)")
 
 
+def add_token(p: argparse.ArgumentParser, sub: bool = False) -> None:
+    p.add_argument("--access-token", default=_default(None, sub), metavar="TOKEN",
+                   help=f"require this local token from every client, sent as its API key (env {TOKEN_ENV}; "
+                   "default: none). Use it whenever --host is not loopback")
+
+
 def add_run(p: argparse.ArgumentParser, sub: bool = False) -> None:
     """Flags of a running proxy: the default command, `record` and `replay`."""
     flag = lambda name: _default(env_flag(name), sub)  # noqa: E731
     p.add_argument("--base-url", default=_default(None, sub), help="upstream Chat Completions base URL (env MIMO_BASE_URL; default from the rules)")
     p.add_argument("--api-key", default=_default(None, sub), help="upstream API key (env MIMO_API_KEY, or the rules' auth.env)")
-    p.add_argument("--access-token", default=_default(None, sub), metavar="TOKEN",
-                   help=f"require this local token from every client, sent as its API key (env {TOKEN_ENV}; "
-                   "default: none). Use it whenever --host is not loopback")
+    add_token(p, sub)
     p.add_argument("--no-reasoning", action="store_true", default=flag("MIMO2CODEX_NO_REASONING"),
                    help="turn the provider's thinking off (env MIMO2CODEX_NO_REASONING=1)")
     p.add_argument("--hide-reasoning", action="store_true", default=flag("MIMO2CODEX_HIDE_REASONING"),
@@ -98,16 +102,21 @@ def parser() -> argparse.ArgumentParser:
 
     pc = sub.add_parser("print-config", help="print the ~/.codex/config.toml and auth.json snippets")
     add_common(pc, sub=True)
+    add_token(pc, sub=True)
     pc.add_argument("--env-key", action="store_true", help="use env_key instead of auth.json (Codex CLI only)")
     pc.add_argument("--catalog", metavar="FILE", help="also write a Codex model catalog to FILE (enables the apply_patch tool)")
     pcc = sub.add_parser("print-cc-switch", help="print the auth.json and config.toml blocks for cc-switch")
     add_common(pcc, sub=True)
-    demo = sub.add_parser("demo", help="run the whole chain offline (fake MiMo + proxy + a Codex-shaped request)")
-    demo.set_defaults(rules="mimo")
+    add_token(pcc, sub=True)
+    demo = sub.add_parser("demo", help="run the whole chain offline (a strict fake provider + proxy + a Codex-shaped session)")
+    demo.add_argument("--provider", "--rules", dest="rules", default=argparse.SUPPRESS,
+                      help="provider whose rules and strict fake the demo uses (default: the global --provider, mimo)")
     cr = sub.add_parser("check-rules", help="validate rules files (default: every file in rules/)")
     cr.add_argument("files", nargs="*", metavar="FILE")
     sessions.add_parsers(sub, lambda sp: (add_common(sp, sub=True), add_run(sp, sub=True)))  # record, replay, show, compare
     setup_codex.add_parser(sub, add_common)
+    doctor.add_parser(sub, lambda sp: (add_common(sp, sub=True), add_token(sp, sub=True)))
+    service.add_parser(sub, lambda sp: (add_common(sp, sub=True), add_run(sp, sub=True)))
     return p
 
 
@@ -286,8 +295,7 @@ def port_free(host: str, port: int) -> bool:
 
 def cmd_run(args: argparse.Namespace) -> int:
     r = load_rules(args.rules)
-    url_env = r.base_url_env()
-    base_url = (args.base_url or os.environ.get(url_env) or r.base_url).rstrip("/")
+    base_url = r.upstream_url(args.base_url)
     if not base_url.startswith(("http://", "https://")):
         sys.exit(f"mimo2codex: --base-url must start with http:// or https://, got {base_url!r}")
     key = (args.api_key or os.environ.get(r.auth_env, "")).strip()
@@ -308,7 +316,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for spec in args.routes:
         routed = load_rules(spec)
         have = "set" if os.environ.get(routed.auth_env) or not routed.auth_required else f"MISSING: export {routed.auth_env}=..."
-        print(f"route: model '{routed.provider}/<id>' → {routed.name} at {os.environ.get(routed.base_url_env()) or routed.base_url}"
+        print(f"route: model '{routed.provider}/<id>' → {routed.name} at {routed.upstream_url()}"
               f"  (key {routed.auth_env}: {have})")
     token = export_access_token(args)
     if not is_loopback(args.host):
@@ -338,6 +346,8 @@ COMMANDS = {
     "print-cc-switch": cmd_print_cc_switch,
     "check-rules": cmd_check_rules,
     "demo": cmd_demo,
+    "doctor": doctor.run,
+    "service": service.run,
     **sessions.COMMANDS,
     "setup-codex": setup_codex.cmd_setup_codex,
 }

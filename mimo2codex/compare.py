@@ -117,7 +117,7 @@ def run(path: str, *, upstream: str = "replay", base_url: str | None = None, rul
         target, sets = NO_UPSTREAM, (*sets, f"mimo_replay={Path(path).resolve()}")
         where = "the recorded answers (offline)"
     elif upstream == "live":
-        target, key = os.environ.get(r.base_url_env()) or r.base_url, os.environ.get(r.auth_env, "").strip()
+        target, key = r.upstream_url(), os.environ.get(r.auth_env, "").strip()
         if not key:
             out.write(f"--live needs the provider key in {r.auth_env}\n")
             return 2

@@ -1,8 +1,9 @@
-"""`python3 launch.py demo`: the whole chain offline — fake MiMo, the real proxy, a Codex-shaped session.
+"""`python3 launch.py demo`: the whole chain offline — a strict fake provider, the real proxy, a Codex-shaped session.
 
 Two turns, as Codex would run them: the model thinks and calls a tool; Codex sends the tool output
 back together with the reasoning item it was given; the model answers. The demo prints what each
-side saw, so a newcomer can watch the translation without a key or a network.
+side saw, so a newcomer can watch the translation without a key or a network. `--provider NAME`
+runs it against that provider's rules and strict fake (MiMo by default).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import json
 import tempfile
 from pathlib import Path
 
-from mimo2codex import proxyproc
-from mimo2codex.fakes.mimo import FakeMimo
+from mimo2codex import proxyproc, rules
+from mimo2codex.fakes import providers
+from mimo2codex.fakes.chat_server import FakeChatServer
 from mimo2codex.sse import iter_events
 
 DEMO_KEY = "demo-key-not-secret"
@@ -25,8 +27,8 @@ TOOLS = [
 ]
 
 
-def codex_request(items: list[dict]) -> dict:
-    return {"model": "mimo-v2.5-pro", "stream": True, "tools": TOOLS, "tool_choice": "auto", "parallel_tool_calls": True,
+def codex_request(model: str, items: list[dict]) -> dict:
+    return {"model": model, "stream": True, "tools": TOOLS, "tool_choice": "auto", "parallel_tool_calls": True,
             "reasoning": {"effort": "medium"}, "store": False, "include": ["reasoning.encrypted_content"],
             "prompt_cache_key": "demo-session", "input": items}
 
@@ -60,28 +62,39 @@ def show(events: list[dict]) -> list[dict]:
 
 
 def run(rules_name: str = "mimo") -> int:
-    with FakeMimo(keys=(DEMO_KEY,)).start() as fake, tempfile.TemporaryDirectory() as tmp:
+    try:
+        r = rules.load(rules_name)
+        profile = providers.profile(r.provider, (DEMO_KEY,))
+    except rules.RulesError as e:
+        raise SystemExit(f"mimo2codex: bad rules: {e}") from None
+    except KeyError:
+        raise SystemExit(f"mimo2codex: the demo has no fake for provider {r.provider!r} (it has: mimo, "
+                         f"{', '.join(sorted(providers.PROFILES))})") from None
+    with FakeChatServer(profile).start() as fake, tempfile.TemporaryDirectory() as tmp:
         fake.queue({"reasoning": "The user wants the files listed; I'll run ls.",
                     "tool_calls": [{"name": "exec_command", "arguments": json.dumps({"cmd": "ls"})}]})
         fake.queue({"reasoning": "ls printed two files; summarise.", "text": "There are two files: README.md and launch.py."})
-        print(f"fake MiMo (strict, offline) at {fake.base_url}")
-        with proxyproc.start(fake.base_url, key=DEMO_KEY, rules=rules_name, log_path=Path(tmp) / "proxy.log") as proxy:
+        print(f"fake {r.name} (strict, offline) at {fake.base_url}")
+        with proxyproc.start(fake.base_url, key=DEMO_KEY, key_env=r.auth_env, rules=r.path,
+                             log_path=Path(tmp) / "proxy.log") as proxy:
             print(f"mimo2codex proxy (mitmdump -s addon/mimo.py) at {proxy.base_url}\n")
             user = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "What files are here?"}]}
             print("Turn 1 — Codex sends POST /v1/responses; the proxy streams back:")
-            items = show(post(proxy.port, codex_request([user])))
+            items = show(post(proxy.port, codex_request(r.default_model, [user])))
             call = next(i for i in items if i["type"] == "function_call")
             output = {"type": "function_call_output", "call_id": call["call_id"], "output": "README.md\nlaunch.py\n"}
             print("\nTurn 2 — Codex runs the tool and sends the output back with the reasoning item:")
-            show(post(proxy.port, codex_request([user, *items, output])))
+            show(post(proxy.port, codex_request(r.default_model, [user, *items, output])))
             sent = fake.requests[-1].body
             assistant = next(m for m in sent["messages"] if m["role"] == "assistant")
-            print("\nWhat MiMo received on turn 2 (Chat Completions):")
+            field = r.reasoning.get("pass_back_field") or "reasoning_content"
+            print(f"\nWhat {r.name} received on turn 2 (Chat Completions):")
             print(f"  roles: {[m['role'] for m in sent['messages']]}")
-            print(f"  assistant.reasoning_content: {assistant.get('reasoning_content')!r}")
+            print(f"  assistant.{field}: {assistant.get(field)!r}  (reasoning passed back: {r.reasoning.get('pass_back')})")
             print(f"  assistant.tool_calls[0]: {json.dumps(assistant['tool_calls'][0])}")
-            print(f"  thinking={sent.get('thinking')} max_completion_tokens={sent.get('max_completion_tokens')}")
+            print(f"  other fields: {json.dumps({k: v for k, v in sent.items() if k not in ('messages', 'tools')})}"[:300])
             print("\nThe proxy never forwarded Codex's bearer token: upstream saw",
                   "its own key only" if all("codex-placeholder" not in json.dumps(dict(r.headers)) for r in fake.requests) else "A LEAK")
-    print("\nDemo done. With a real key: export MIMO_API_KEY=sk-... && python3 launch.py")
+    flag = "" if r.provider == "mimo" else f" --provider {rules_name}"
+    print(f"\nDemo done. With a real key: export {r.auth_env}=sk-... && python3 launch.py{flag}")
     return 0

@@ -53,8 +53,8 @@ def to_chat(body: Any, rules: Rules, *, thinking: bool = True, show_reasoning: b
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     requested = body.get("model")
-    if requested is None or requested == "":
-        raise BadRequest("missing required parameter: 'model'", "model")
+    if requested is None or isinstance(requested, str) and not requested.strip():
+        raise BadRequest(f"missing required parameter: 'model'; {rules.name} models: {', '.join(rules.listed_models())}", "model")
     _check_types(body)
     model = _model(requested, rules)
     effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
@@ -100,8 +100,6 @@ def _check_types(body: dict) -> None:
             raise BadRequest(f"invalid type for '{name}': expected {what}, got {type(value).__name__} {json.dumps(value)[:40]}", name)
         if name in _MINIMUM and value < _MINIMUM[name]:
             raise BadRequest(f"invalid value for '{name}': must be at least {_MINIMUM[name]}, got {value}", name)
-    if isinstance(body.get("model"), str) and not body["model"].strip():
-        raise BadRequest("missing required parameter: 'model'", "model")
 
 
 def _model(requested: str, rules: Rules) -> Model:

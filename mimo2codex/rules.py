@@ -9,6 +9,7 @@ rules/README.md.
 from __future__ import annotations
 
 import copy
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,6 +349,13 @@ class Rules:
     def base_url_env(self) -> str:
         """MIMO_API_KEY -> MIMO_BASE_URL: each provider's URL override sits beside its key variable."""
         return self.auth_env.removesuffix("_API_KEY").removesuffix("_KEY") + "_BASE_URL"
+
+    def upstream_url(self, override: str | None = None) -> str:
+        """Where requests go: an explicit URL (--base-url, mimo_base_url), else $<PREFIX>_BASE_URL, else base_url.
+
+        The one place for this rule: launch.py, the plain addon (main provider and routes) and compare use it.
+        """
+        return (override or os.environ.get(self.base_url_env(), "").strip() or self.base_url).rstrip("/")
 
     def auth_value(self, key: str) -> str:
         return f"{self.auth_scheme} {key}" if self.auth_scheme else key

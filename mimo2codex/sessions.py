@@ -103,8 +103,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from mimo2codex import compare
+    from mimo2codex import cli, compare
 
+    cli.load_rules(args.rules)  # a bad rules file is a one-line error here, not a traceback from inside compare
     _exchanges(args.file)
     upstream = "live" if args.live else ("url" if args.compare_url else "replay")
     return compare.run(args.file, upstream=upstream, base_url=args.compare_url, rules_name=args.rules)

@@ -250,3 +250,24 @@ def test_remote_compaction_endpoint_is_a_clear_404(tctx):
     assert f.response.status_code == 404
     err = json.loads(f.response.content)["error"]
     assert err["code"] == "unsupported_endpoint" and "inline" in err["message"]
+def test_base_url_variable_reaches_the_plain_addon_for_the_main_provider(monkeypatch):
+    # `mitmdump -s addon/mimo.py` with MIMO_BASE_URL set and no mimo_base_url: the same rule as routes and launch.py.
+    monkeypatch.setenv("MIMO_API_KEY", KEY)
+    monkeypatch.setenv("MIMO_BASE_URL", "http://127.0.0.1:9/plan/v1/")
+    monkeypatch.setenv("DEEPSEEK_BASE_URL", "http://127.0.0.1:9/ds")
+    addon = MimoTranslate()
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, mimo_rules="mimo", mimo_routes="deepseek")
+        assert addon.base_url() == "http://127.0.0.1:9/plan/v1"
+        assert addon.routes["deepseek"].base_url == "http://127.0.0.1:9/ds"
+        f = responses_flow(codex_body())
+        addon.request(f)
+        assert f.request.url == "http://127.0.0.1:9/plan/v1/chat/completions"
+        tctx.configure(addon, mimo_base_url="http://127.0.0.1:8/v1")  # the explicit option still wins
+        assert addon.base_url() == "http://127.0.0.1:8/v1"
+        with pytest.raises(exceptions.OptionsError, match="mimo_base_url must start with http"):
+            tctx.configure(addon, mimo_base_url="api.example.test/v1")
+    monkeypatch.setenv("MIMO_BASE_URL", "api.xiaomimimo.com/v1")
+    bad = MimoTranslate()
+    with taddons.context(bad) as tctx, pytest.raises(exceptions.OptionsError, match=r"\$MIMO_BASE_URL must start"):
+        tctx.configure(bad, mimo_rules="mimo")

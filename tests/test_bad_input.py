@@ -77,9 +77,10 @@ def test_not_a_json_object(proxy, body, says):
 @pytest.mark.e2e
 def test_missing_model(proxy):
     body = {k: v for k, v in B().items() if k != "model"}
-    err = _rejected(proxy, body, says=["model"])
+    err = _rejected(proxy, body, says=["missing", "model", "mimo-v2.6-pro", "mimo-v2.5-pro"])  # what to put there
     assert err["param"] == "model"
-    _rejected(proxy, dict(B(), model=""), says=["model"])
+    _rejected(proxy, dict(B(), model=""), says=["missing", "mimo-v2.6-flash"])
+    _rejected(proxy, dict(B(), model="  "), says=["missing", "mimo-v2.6-flash"])
     _rejected(proxy, dict(B(), model=5), says=["model"])
 
 

@@ -27,7 +27,8 @@ def run(*args: str, env: dict | None = None, timeout: float = 60) -> subprocess.
     return subprocess.run([*LAUNCH, *args], capture_output=True, text=True, timeout=timeout, env=full, stdin=subprocess.DEVNULL)
 
 
-@pytest.mark.parametrize("cmd", [[], ["print-config"], ["print-cc-switch"], ["demo"], ["check-rules"]])
+@pytest.mark.parametrize("cmd", [[], ["print-config"], ["print-cc-switch"], ["demo"], ["check-rules"], ["doctor"],
+                                 ["service"], ["service", "install"], ["service", "logs"]])
 def test_help_on_every_subcommand(cmd):
     r = run(*cmd, "--help")
     assert r.returncode == 0 and "usage:" in r.stdout
@@ -143,6 +144,33 @@ def test_demo_runs_offline():
     assert r.returncode == 0, r.stdout + r.stderr
     assert "response.completed" in r.stdout and "assistant.reasoning_content: \"The user wants" in r.stdout
     assert "its own key only" in r.stdout
+
+
+def test_demo_follows_provider_before_or_after_the_subcommand():
+    after = run("demo", "--provider", "deepseek", timeout=120)
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "fake DeepSeek (strict, offline)" in after.stdout and "What DeepSeek received" in after.stdout
+    assert '"model": "deepseek-v4-pro"' in after.stdout and "export DEEPSEEK_API_KEY" in after.stdout
+    unknown = run("--provider", str(ROOT / "tests" / "no-such-rules.yaml"), "demo")
+    assert unknown.returncode != 0 and "bad rules" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+@pytest.mark.parametrize("cmd", ["print-config", "print-cc-switch"])
+def test_global_flags_before_or_after_the_subcommand(cmd):
+    flags = ["--port", "9321", "--provider", "kimi", "--access-token", "tok-flags-1"]
+    before, after = run(*flags, cmd), run(cmd, *flags)
+    assert before.returncode == after.returncode == 0, before.stderr + after.stderr
+    assert before.stdout == after.stdout
+    assert "127.0.0.1:9321/v1" in after.stdout and "[model_providers.kimi]" in after.stdout
+    assert "<your MIMO2CODEX_ACCESS_TOKEN>" in after.stdout and "tok-flags-1" not in after.stdout
+
+
+def test_compare_with_broken_rules_is_one_line_not_a_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("provider: [\n")
+    r = run("compare", str(tmp_path / "s.mitm"), "--provider", str(bad))
+    assert r.returncode != 0 and "bad rules" in r.stderr and "bad.yaml:2" in r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
 
 
 def test_keyless_local_provider_starts_and_sends_no_auth_header(tmp_path):

@@ -277,13 +277,21 @@ def test_replay_is_offline_and_gives_the_same_translated_events(recording, tmp_p
     try:
         proxyproc.wait_port(port, proc)
         run = run_session(port, variant=2)
+        # Every recording is used now: a request matching none is refused in the form its client reads,
+        # a streaming client (Codex) gets response.failed, a non-streaming one an HTTP 400 (README says so).
+        beyond = _body("beyond", 9, [_msg("user", "A question the recording never saw.")])
+        status, streamed = run.post(beyond)
+        assert status == 200 and b"response.failed" in streamed and b"no recorded answer" in streamed, streamed
+        status, plain = run.post({**beyond, "stream": False})
+        assert status == 400 and b"no recorded answer" in plain, plain
     finally:
         assert stop(proc) == 0, (tmp_path / "replay.log").read_text()
+    run.answers = run.answers[:len(recorded_run.answers)]
     assert [s for s, _ in run.answers] == [s for s, _ in recorded_run.answers]
     for (_, got), (_, want) in zip(run.answers, recorded_run.answers):
         assert comparable_events(got) == comparable_events(want)
     replayed = [e for e in flowfile.load(replayed_file) if e.translated]
-    assert [e.replay.split()[-1] for e in replayed] == ["exact"] * 4
+    assert [e.replay.split()[-1] for e in replayed] == ["exact"] * 4 + ["left"] * 2  # "no recorded answer left"
     assert replayed[2].upstream_broken and "response.failed" in replayed[2].client_body.decode()
 
 
