@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mimo2codex import rules, secrets
+from mimo2codex.setup_codex import catalog_path, codex_home
 
 CATALOG_KEY = "model_catalog_json"
 
@@ -31,11 +32,6 @@ class Check:
     ok: bool
     what: str
     fix: str = ""
-
-
-def codex_home(environ: dict | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    return Path(env.get("CODEX_HOME") or Path.home() / ".codex").expanduser()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,8 +165,7 @@ def same_url(a: object, b: str) -> bool:
 
 def catalog(home: Path, r: rules.Rules, config: dict) -> Check:
     """The model catalog config.toml names exists and lists the configured model (Codex then offers apply_patch)."""
-    suggested = home / f"{r.provider}-models.json"
-    fix = f"python3 launch.py print-config --provider {r.provider} --catalog {suggested} (writes it, prints the config line)"
+    fix = f"python3 launch.py setup-codex --provider {r.provider} (writes it as {catalog_path(home, r.provider)} and the config line)"
     name = config.get(CATALOG_KEY)
     if not name:
         return Check(False, f"no {CATALOG_KEY} in config.toml: Codex falls back to metadata without apply_patch", fix)

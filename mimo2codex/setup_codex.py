@@ -25,8 +25,10 @@ _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
 
 
-def codex_home() -> Path:
-    return Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex").expanduser()
+def codex_home(environ: dict | None = None) -> Path:
+    """Codex's own rule: $CODEX_HOME, else ~/.codex (doctor passes the environment it checks)."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("CODEX_HOME") or Path.home() / ".codex").expanduser()
 
 
 def catalog_path(home: Path, provider: str) -> Path:

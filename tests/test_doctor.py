@@ -127,7 +127,7 @@ def test_catalog_present_and_listing_the_model(tmp_path):
     (home / "mimo-models.json").write_text("{")
     assert not doctor.catalog(home, MIMO, config).ok
     none = doctor.catalog(home, MIMO, {})
-    assert not none.ok and "--catalog" in none.fix
+    assert not none.ok and "setup-codex" in none.fix and "mimo2codex-mimo-catalog.json" in none.fix
 
 
 def test_codex_cli_found_or_not(tmp_path):
