@@ -142,11 +142,17 @@ def test_flows_readable_with_the_secret(web):
     assert status == 200 and b"/v1/chat/completions" in body  # the same request as above, so the 403s mean something
 
 
-def test_token_in_the_printed_url_becomes_a_strict_cookie(web):
+def _login_cookie(web: Web) -> str:
+    """`name=value` of the cookie the printed URL sets (mimo2codex's on 11, mitmproxy's on 12)."""
     status, _, resp = web.request("GET", "/", auth="query")
-    cookie = resp.getheader("Set-Cookie", "")
-    assert status in (200, 302) and "httponly" in cookie.lower() and "samesite=strict" in cookie.lower(), resp.headers
-    jar = cookie.split(";", 1)[0]
+    cookies = [c for c in resp.headers.get_all("Set-Cookie") or [] if c.startswith(("mimo2codex-web-", "mitmproxy-auth-"))]
+    assert status in (200, 302) and len(cookies) == 1, resp.headers
+    assert "httponly" in cookies[0].lower() and "samesite=strict" in cookies[0].lower(), cookies
+    return cookies[0].split(";", 1)[0]
+
+
+def test_token_in_the_printed_url_becomes_a_strict_cookie(web):
+    jar = _login_cookie(web)
     status, body, _ = web.request("GET", "/flows", auth=None, cookie=jar)
     assert status == 200 and b"/v1/chat/completions" in body
 
@@ -256,12 +262,14 @@ def test_cors_preflight_gets_no_permission(web):
     assert status >= 400 and resp.getheader("Access-Control-Allow-Origin") is None
 
 
-def _websocket(web: Web, origin: str, auth: bool) -> bytes:
+def _websocket(web: Web, origin: str, auth: bool, cookie: str = "") -> bytes:
     """The status line of a websocket handshake on /updates (mitmweb's live feed of every flow)."""
     lines = ["GET /updates HTTP/1.1", f"Host: 127.0.0.1:{web.web}", "Upgrade: websocket", "Connection: Upgrade",
              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13", f"Origin: {origin}"]
     if auth:
         lines.append(f"Authorization: Bearer {web.token}")
+    if cookie:
+        lines.append(f"Cookie: {cookie}")
     with socket.create_connection(("127.0.0.1", web.web), timeout=10) as s:
         s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         return s.recv(4096).split(b"\r\n", 1)[0]
@@ -272,6 +280,11 @@ def test_websocket_needs_the_secret_and_the_same_origin(web):
     assert b" 101 " in _websocket(web, own, auth=True)  # the real UI's handshake works
     assert b" 403 " in _websocket(web, own, auth=False)
     assert b" 403 " in _websocket(web, "http://evil.test", auth=True)
+    # A browser cannot set Authorization on a websocket: the UI's own feed rides on the login cookie,
+    # which a page elsewhere cannot use (SameSite=Strict, and its Origin is refused anyway).
+    jar = _login_cookie(web)
+    assert b" 101 " in _websocket(web, own, auth=False, cookie=jar)
+    assert b" 403 " in _websocket(web, "http://localhost:3000", auth=False, cookie=jar)
 
 
 # -- the token itself -----------------------------------------------------------------------------
