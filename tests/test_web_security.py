@@ -24,6 +24,7 @@ import pytest
 
 from mimo2codex import proxyproc
 from mimo2codex.fakes.mimo import FakeMimo
+from tests import test_script_reload as reload_test
 from tests.support.faults import call, check_answer, responses_body
 
 pytestmark = pytest.mark.e2e
@@ -87,18 +88,16 @@ def _marker_script(tmp: Path) -> tuple[Path, Path]:
     return script, marker
 
 
-@pytest.fixture(scope="module", params=["launch.py --web", "mitmweb -s addon/mimo.py"])
-def web(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("web")
-    fake = FakeMimo(keys=(KEY,)).start()
+def start(tmp: Path, fake: FakeMimo, how: str, script: Path = proxyproc.ADDON) -> Web:
+    """mitmweb running the addon, started `how` a user does; its token read from the log."""
     port, web_port = proxyproc.free_port(), proxyproc.free_port()
     flow_file = tmp / "flows.mitm"
     quiet = ["--set", "web_open_browser=false", "--set", "termlog_verbosity=debug", "--set", f"save_stream_file={flow_file}"]
-    if request.param.startswith("launch.py"):
+    if how.startswith("launch.py"):
         argv = [sys.executable, str(proxyproc.ROOT / "launch.py"), "--web", "--web-port", str(web_port), "--port", str(port),
                 "--base-url", fake.base_url, "--api-key", KEY, *quiet]
     else:
-        argv = [sys.executable, "-c", "from mitmproxy.tools.main import mitmweb; mitmweb()", "-s", str(proxyproc.ADDON),
+        argv = [sys.executable, "-c", "from mitmproxy.tools.main import mitmweb; mitmweb()", "-s", str(script),
                 "--mode", f"reverse:{fake.base_url.rsplit('/v1', 1)[0]}@127.0.0.1:{port}", "--set", "connection_strategy=lazy",
                 "--set", f"confdir={proxyproc.CONFDIR}", "--set", f"mimo_base_url={fake.base_url}",
                 "--set", f"web_port={web_port}", *quiet]
@@ -115,11 +114,24 @@ def web(request, tmp_path_factory):
             time.sleep(0.05)
         assert m, f"no token printed on start:\n{w.log()}"
         w.token = m.group(1)
-        fake.queue({"text": "a prompt worth stealing"})
-        assert check_answer(call(port, responses_body("the user's secret prompt")))[0] == "completed"
-        yield w
-    finally:
+    except BaseException:
         w.stop()
+        raise
+    return w
+
+
+@pytest.fixture(scope="module", params=["launch.py --web", "mitmweb -s addon/mimo.py"])
+def web(request, tmp_path_factory):
+    fake = FakeMimo(keys=(KEY,)).start()
+    try:
+        w = start(tmp_path_factory.mktemp("web"), fake, request.param)
+        try:
+            fake.queue({"text": "a prompt worth stealing"})
+            assert check_answer(call(w.port, responses_body("the user's secret prompt")))[0] == "completed"
+            yield w
+        finally:
+            w.stop()
+    finally:
         fake.stop()
 
 
@@ -290,7 +302,7 @@ def test_websocket_needs_the_secret_and_the_same_origin(web):
 # -- the token itself -----------------------------------------------------------------------------
 
 def test_token_shown_once_and_never_in_flow_file_or_log(web):
-    """Last in this file: it stops the proxy to read the complete flow file."""
+    """Last of the tests on `web`: it stops the proxy to read the complete flow file."""
     web.request("GET", "/flows", auth="query", headers={"Host": "evil.test"})  # a refused request with ?token= in it
     web.request("GET", "/flows?x=1", auth="query")
     web.request("GET", "/", auth="query")
@@ -300,3 +312,29 @@ def test_token_shown_once_and_never_in_flow_file_or_log(web):
     data = web.flow_file.read_bytes()
     assert b"/v1/chat/completions" in data  # the flow file does hold the flows
     assert web.token.encode() not in data and KEY.encode() not in data
+
+
+def test_guard_outlives_a_script_reload_even_a_broken_one(tmp_path):
+    """mitmproxy re-executes addon/mimo.py when it changes; a broken edit unloads every addon in it."""
+    script = tmp_path / "mimo_standin.py"
+    reload_test.rewrite(script, reload_test.GOOD, 0)
+    with FakeMimo(keys=(KEY,)).start() as fake:
+        w = start(tmp_path, fake, "mitmweb -s", script=script)
+        try:
+            for n, (template, logged) in enumerate([(reload_test.BROKEN, "error in script"),
+                                                     (reload_test.GOOD, "was reloaded")], 1):
+                reload_test.rewrite(script, template, n)
+                reload_test.wait_log(w, logged, 1)
+                assert web_request_status(w, "GET", "/flows", auth=None) == 403
+                assert web_request_status(w, "GET", "/flows") == 200  # the same token as before
+                status, body = _options_put(w, {"scripts": [str(_attacker_script(w))]})
+                assert status == 400 and b"scripts cannot change" in body, body
+                assert web_request_status(w, "GET", "/flows", headers={"Host": "evil.test"}) == 403
+            assert not w.marker.exists()
+            assert len(TOKEN_IN_LOG.findall(w.log())) == 1  # shown once, not again on reload
+        finally:
+            w.stop()
+
+
+def web_request_status(w: Web, method: str, path: str, **kw) -> int:
+    return w.request(method, path, **kw)[0]
