@@ -36,6 +36,7 @@ from urllib.parse import urlencode, urlsplit
 import tornado.log
 import tornado.web
 from mitmproxy import ctx, exceptions, types
+from mitmproxy.tools.web import webaddons
 
 log = logging.getLogger("mimo2codex")
 
@@ -84,10 +85,15 @@ class WebGuard:
     """Checks every mitmweb request before mitmweb answers it (see the module docstring)."""
 
     def load(self, loader) -> None:
-        if own_login_needed() and "web_password" not in ctx.options:
+        if not own_login_needed():
+            return
+        if "web_password" not in ctx.options:
             loader.add_option("web_password", str, "",
                               "Password (token) for the web UI, as on mitmproxy 12 (plain text only on 11). "
                               "Empty: a random token printed once on start.")
+        webaddon = ctx.master.addons.get("webaddon")
+        if webaddon is not None:  # it would open the browser without the token; running() below opens it with
+            webaddon.running = lambda: None
 
     def configure(self, updated: set[str]) -> None:
         if "web_password" in updated and own_login_needed() and ctx.options.web_password.startswith("$"):
@@ -118,8 +124,11 @@ class WebGuard:
             host = f"[{host}]" if ":" in host else host
             # Straight to the terminal, not through logging: mitmweb shows its log in the UI and
             # services keep it; the token must only reach the person who started the proxy.
-            print(f"mimo2codex: mitmweb UI at http://{host}:{ctx.options.web_port}/?{urlencode({'token': guard.token})} "
-                  "(this token is shown only here; a restart makes a new one)", file=sys.stderr, flush=True)
+            url = f"http://{host}:{ctx.options.web_port}/?{urlencode({'token': guard.token})}"
+            print(f"mimo2codex: mitmweb UI at {url} (this token is shown only here; a restart makes a new one)",
+                  file=sys.stderr, flush=True)
+            if ctx.options.web_open_browser:
+                webaddons.open_browser(url)
 
 
 def keep_token(webauth) -> None:

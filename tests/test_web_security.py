@@ -88,11 +88,11 @@ def _marker_script(tmp: Path) -> tuple[Path, Path]:
     return script, marker
 
 
-def start(tmp: Path, fake: FakeMimo, how: str, script: Path = proxyproc.ADDON) -> Web:
+def start(tmp: Path, fake: FakeMimo, how: str, script: Path = proxyproc.ADDON, env: dict | None = None) -> Web:
     """mitmweb running the addon, started `how` a user does; its token read from the log."""
     port, web_port = proxyproc.free_port(), proxyproc.free_port()
     flow_file = tmp / "flows.mitm"
-    quiet = ["--set", "web_open_browser=false", "--set", "termlog_verbosity=debug", "--set", f"save_stream_file={flow_file}"]
+    quiet = ["--set", f"web_open_browser={'true' if env else 'false'}", "--set", "termlog_verbosity=debug", "--set", f"save_stream_file={flow_file}"]
     if how.startswith("launch.py"):
         argv = [sys.executable, str(proxyproc.ROOT / "launch.py"), "--web", "--web-port", str(web_port), "--port", str(port),
                 "--base-url", fake.base_url, "--api-key", KEY, *quiet]
@@ -103,17 +103,18 @@ def start(tmp: Path, fake: FakeMimo, how: str, script: Path = proxyproc.ADDON) -
                 "--set", f"web_port={web_port}", *quiet]
     log_path = tmp / "mitmweb.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, env=dict(os.environ, MIMO_API_KEY=KEY), stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(argv, env={**os.environ, "MIMO_API_KEY": KEY, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(proxyproc.ROOT))
     w = Web(proc, port, web_port, log_path, flow_file, _marker_script(tmp)[1])
     try:
         proxyproc.wait_port(port, proc)
         proxyproc.wait_port(web_port, proc)
-        deadline = time.monotonic() + 10
-        while not (m := TOKEN_IN_LOG.search(w.log())) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert m, f"no token printed on start:\n{w.log()}"
-        w.token = m.group(1)
+        if env is None:
+            deadline = time.monotonic() + 10
+            while not (m := TOKEN_IN_LOG.search(w.log())) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert m, f"no token printed on start:\n{w.log()}"
+            w.token = m.group(1)
     except BaseException:
         w.stop()
         raise
@@ -338,3 +339,26 @@ def test_guard_outlives_a_script_reload_even_a_broken_one(tmp_path):
 
 def web_request_status(w: Web, method: str, path: str, **kw) -> int:
     return w.request(method, path, **kw)[0]
+
+
+def test_browser_opens_the_ui_with_the_token(tmp_path):
+    """With a browser at hand the UI opens logged in: the one URL opened carries the token."""
+    opened = tmp_path / "opened"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    browser = bin_dir / "wslview"  # the first browser mitmproxy's open_browser() tries on Linux
+    browser.write_text(f"#!/bin/sh\necho \"$1\" >> {opened}\n")
+    browser.chmod(0o755)
+    with FakeMimo(keys=(KEY,)).start() as fake:
+        w = start(tmp_path, fake, "mitmweb -s", env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+        try:
+            deadline = time.monotonic() + 10
+            while not opened.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # a second, tokenless, opening would have happened by now
+            urls = opened.read_text().split()
+            assert len(urls) == 1 and "?token=" in urls[0], urls
+            w.token = urls[0].rsplit("token=", 1)[1]
+            assert web_request_status(w, "GET", "/flows") == 200
+        finally:
+            w.stop()
