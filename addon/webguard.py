@@ -85,6 +85,12 @@ class WebGuard:
     """Checks every mitmweb request before mitmweb answers it (see the module docstring)."""
 
     def load(self, loader) -> None:
+        # Installed while the script loads, before mitmweb listens: no request is ever unchecked.
+        app = getattr(ctx.master, "app", None)
+        if not isinstance(app, tornado.web.Application):
+            return  # not mitmweb
+        if getattr(app, "mimo2codex_guard", None) is None:  # else: the script was reloaded, the guard stays
+            install(app, Check(ctx.master, own_login=own_login_needed()))
         if not own_login_needed():
             return
         if "web_password" not in ctx.options:
@@ -96,39 +102,46 @@ class WebGuard:
             webaddon.running = lambda: None
 
     def configure(self, updated: set[str]) -> None:
-        if "web_password" in updated and own_login_needed() and ctx.options.web_password.startswith("$"):
+        guard = getattr(getattr(ctx.master, "app", None), "mimo2codex_guard", None)
+        if "web_password" not in updated or guard is None or guard.token is None:
+            return
+        if ctx.options.web_password.startswith("$"):
             raise exceptions.OptionsError("web_password: argon2 hashes need mitmproxy 12 (Python 3.12+); "
                                           "on mitmproxy 11 give the password itself.")
+        guard.use(ctx.options.web_password)
 
     def running(self) -> None:
         webauth = ctx.master.addons.get("webauth")
         if webauth is not None and not getattr(webauth, "mimo2codex_kept", False):
             keep_token(webauth)
-        app = getattr(ctx.master, "app", None)
-        if not isinstance(app, tornado.web.Application) or getattr(app, "mimo2codex_guard", None):
-            return  # not mitmweb, or already guarded (the script was reloaded)
-        password = ctx.options.web_password if own_login_needed() else None
-        app.mimo2codex_guard = guard = Check(app, ctx.master, ctx.options.web_port, password)
-        original = app.find_handler
+        guard = getattr(getattr(ctx.master, "app", None), "mimo2codex_guard", None)
+        if guard is None or guard.token is None or guard.shown or ctx.options.web_password:
+            return  # mitmproxy 12 shows its own token; a password the user set is not printed
+        guard.shown = True
+        host = ctx.options.web_host or "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        # Straight to the terminal, not through logging: mitmweb shows its log in the UI and
+        # services keep it; the token must only reach the person who started the proxy.
+        url = f"http://{host}:{ctx.options.web_port}/?{urlencode({'token': guard.token})}"
+        print(f"mimo2codex: mitmweb UI at {url} (this token is shown only here; a restart makes a new one)",
+              file=sys.stderr, flush=True)
+        if ctx.options.web_open_browser:
+            webaddons.open_browser(url)
 
-        def find_handler(request, **kwargs):
-            refusal = guard.refusal(request)
-            if refusal is None:
-                return original(request, **kwargs)
-            return app.get_handler_delegate(request, Refused, refusal)
 
-        app.find_handler = find_handler
-        app.settings["log_function"] = log_request
-        if guard.token is not None and not password:
-            host = ctx.options.web_host or "127.0.0.1"
-            host = f"[{host}]" if ":" in host else host
-            # Straight to the terminal, not through logging: mitmweb shows its log in the UI and
-            # services keep it; the token must only reach the person who started the proxy.
-            url = f"http://{host}:{ctx.options.web_port}/?{urlencode({'token': guard.token})}"
-            print(f"mimo2codex: mitmweb UI at {url} (this token is shown only here; a restart makes a new one)",
-                  file=sys.stderr, flush=True)
-            if ctx.options.web_open_browser:
-                webaddons.open_browser(url)
+def install(app: tornado.web.Application, guard: Check) -> None:
+    """Every request meets `guard` before mitmweb's router picks a handler (also for /updates)."""
+    original = app.find_handler
+
+    def find_handler(request, **kwargs):
+        refusal = guard.refusal(request)
+        if refusal is None:
+            return original(request, **kwargs)
+        return app.get_handler_delegate(request, Refused, refusal)
+
+    app.find_handler = find_handler
+    app.settings["log_function"] = log_request
+    app.mimo2codex_guard = guard
 
 
 def keep_token(webauth) -> None:
@@ -152,13 +165,24 @@ def own_login_needed() -> bool:
 
 
 class Check:
-    def __init__(self, app, master, port: int, password: str | None) -> None:
+    """The rules of the module docstring, applied to one request."""
+
+    def __init__(self, master, own_login: bool) -> None:
         self.master = master
-        # None: mitmproxy checks its own token (12). Else web_password, or a fresh random token.
-        self.token = None if password is None else (password or secrets.token_urlsafe(24))
-        self.cookie_name = f"mimo2codex-web-{port}"
-        self.cookie_value = None if self.token is None else hmac.new(self.token.encode(), b"mimo2codex web cookie",
-                                                                     hashlib.sha256).hexdigest()
+        self.random = secrets.token_urlsafe(24)
+        self.token: str | None = None  # None: mitmproxy checks its own token (12)
+        self.cookie_value = ""
+        self.shown = False  # the token was printed (once per process, not again on a script reload)
+        if own_login:
+            self.use("")  # fail closed from the first request on, until web_password is known
+
+    def use(self, password: str) -> None:
+        self.token = password or self.random
+        self.cookie_value = hmac.new(self.token.encode(), b"mimo2codex web cookie", hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def cookie_name() -> str:
+        return f"mimo2codex-web-{ctx.options.web_port}"  # one per port: two proxies on 127.0.0.1 share a jar
 
     def refusal(self, request) -> dict | None:
         """None if mitmweb may answer the request, else what Refused sends instead."""
@@ -172,12 +196,12 @@ class Check:
         if self.token is not None:
             sent = self.sent_token(request)
             if sent is None and not self.good_cookie(request):
-                return deny(403, "mitmweb needs the token mimo2codex printed when it started: open the address "
-                                 "that ends in ?token=..., or send it as Authorization: Bearer <token>.")
+                return deny(403, "mitmweb needs its token: open the address mimo2codex printed on start (it ends in "
+                                 "?token=...), or add ?token=<your web_password>; scripts send Authorization: Bearer <token>.")
             if sent is not None and request.method == "GET" and request.path == "/":
                 # Keep the token out of the address bar and history: the cookie carries it from here.
                 return {"status": 302, "text": "", "location": "/",
-                        "cookie": (self.cookie_name, self.cookie_value)}
+                        "cookie": (self.cookie_name(), self.cookie_value)}
         path = request.path.rstrip("/")
         if path.startswith("/commands/"):
             name = path[len("/commands/"):]
@@ -197,7 +221,7 @@ class Check:
         return None
 
     def good_cookie(self, request) -> bool:
-        morsel = request.cookies.get(self.cookie_name)
+        morsel = request.cookies.get(self.cookie_name())
         return morsel is not None and hmac.compare_digest(morsel.value.encode(), self.cookie_value.encode())
 
 
