@@ -79,7 +79,8 @@ def add_run(p: argparse.ArgumentParser, sub: bool = False) -> None:
     p.add_argument("-v", "--verbose", action="store_true", default=flag("MIMO2CODEX_VERBOSE"),
                    help="log one line per translated request (env MIMO2CODEX_VERBOSE=1); no bodies, no keys")
     p.add_argument("--web", action="store_true", default=_default(False, sub),
-                   help="run under mitmweb: watch every translated exchange in the browser")
+                   help="run under mitmweb: watch every translated exchange in the browser (open it with the ?token= address "
+                   "printed on start)")
     p.add_argument("--web-port", type=port_number, default=_default(DEFAULT_WEB_PORT, sub),
                    help=f"mitmweb's port with --web (default {DEFAULT_WEB_PORT})")
     p.add_argument("--route", dest="routes", action="append", default=_default(_env_list("MIMO2CODEX_ROUTES"), sub),

@@ -257,6 +257,8 @@ def test_harmless_command_still_runs(web):
     {"Origin": "http://evil.test"},
     {"Origin": "null"},
     {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},  # a page from another port on this machine, e.g. a dev server
+    {"Origin": "http://127.0.0.1:3000"},
     {"Host": "evil.test"},  # DNS rebinding: evil.test resolved to 127.0.0.1
     {"Host": "evil.test:8081", "Origin": "http://evil.test:8081"},
 ])
