@@ -12,9 +12,10 @@ provider key in its environment) or point the proxy elsewhere.
   (ScriptLoader would otherwise load the new script and unload this addon before our `configure`
   could object), the value is rolled back and the caller gets the error.
 - `WebGuard`: every request to the web UI passes one check before mitmweb's handler is chosen
-  (the tornado application's `find_handler`, wrapped in place; pinned by tests on 11 and 12):
-  the `Host` must be an IP address or localhost (DNS rebinding), a cross-origin browser request
-  (`Origin` of another site, `Sec-Fetch-Site: cross-site`) is refused, commands that run code or
+  (the tornado application's `find_handler`, wrapped in place when the script loads, before
+  mitmweb listens; pinned by tests on 11 and 12): the `Host` must be an IP address or localhost
+  (DNS rebinding; mitmweb 12 no longer checks it), a cross-origin browser request (an `Origin`
+  other than the UI's own, `Sec-Fetch-Site` other than same-origin) is refused, commands that run code or
   read or write files (`DENIED_COMMANDS`, any command taking a path) are refused, and on
   mitmproxy 11 a secret is required: the `web_password` option (mitmproxy 12's name, added here
   on 11), or else a random token printed once on start. It is accepted as `?token=` (the printed
@@ -37,8 +38,6 @@ import tornado.log
 import tornado.web
 from mitmproxy import ctx, exceptions, types
 from mitmproxy.tools.web import webaddons
-
-log = logging.getLogger("mimo2codex")
 
 # The only options the web UI may still change: what is shown, and intercepting flows.
 ADJUSTABLE = frozenset({

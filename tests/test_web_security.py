@@ -92,19 +92,21 @@ def start(tmp: Path, fake: FakeMimo, how: str, script: Path = proxyproc.ADDON, e
     """mitmweb running the addon, started `how` a user does; its token read from the log."""
     port, web_port = proxyproc.free_port(), proxyproc.free_port()
     flow_file = tmp / "flows.mitm"
-    quiet = ["--set", f"web_open_browser={'true' if env else 'false'}", "--set", "termlog_verbosity=debug", "--set", f"save_stream_file={flow_file}"]
+    quiet = ["--set", f"web_open_browser={'true' if env else 'false'}", "--set", "termlog_verbosity=debug",
+             "--set", f"save_stream_file={flow_file}"]
     if how.startswith("launch.py"):
         argv = [sys.executable, str(proxyproc.ROOT / "launch.py"), "--web", "--web-port", str(web_port), "--port", str(port),
                 "--base-url", fake.base_url, "--api-key", KEY, *quiet]
     else:
         argv = [sys.executable, "-c", "from mitmproxy.tools.main import mitmweb; mitmweb()", "-s", str(script),
-                "--mode", f"reverse:{fake.base_url.rsplit('/v1', 1)[0]}@127.0.0.1:{port}", "--set", "connection_strategy=lazy",
-                "--set", f"confdir={proxyproc.CONFDIR}", "--set", f"mimo_base_url={fake.base_url}",
-                "--set", f"web_port={web_port}", *quiet]
+                "--mode", f"reverse:{fake.base_url.rsplit('/v1', 1)[0]}@127.0.0.1:{port}",
+                "--set", "connection_strategy=lazy", "--set", f"confdir={proxyproc.CONFDIR}",
+                "--set", f"mimo_base_url={fake.base_url}", "--set", f"web_port={web_port}", *quiet]
     log_path = tmp / "mitmweb.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, env={**os.environ, "MIMO_API_KEY": KEY, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(proxyproc.ROOT))
+        proc = subprocess.Popen(argv, env={**os.environ, "MIMO_API_KEY": KEY, **(env or {})}, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                cwd=str(proxyproc.ROOT))
     w = Web(proc, port, web_port, log_path, flow_file, _marker_script(tmp)[1])
     try:
         proxyproc.wait_port(port, proc)
