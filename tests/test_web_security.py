@@ -88,11 +88,12 @@ def _marker_script(tmp: Path) -> tuple[Path, Path]:
     return script, marker
 
 
-def start(tmp: Path, fake: FakeMimo, how: str, script: Path = proxyproc.ADDON, env: dict | None = None) -> Web:
+def start(tmp: Path, fake: FakeMimo, how: str, script: Path = proxyproc.ADDON, env: dict | None = None,
+          browser: bool = False) -> Web:
     """mitmweb running the addon, started `how` a user does; its token read from the log."""
     port, web_port = proxyproc.free_port(), proxyproc.free_port()
     flow_file = tmp / "flows.mitm"
-    quiet = ["--set", f"web_open_browser={'true' if env else 'false'}", "--set", "termlog_verbosity=debug",
+    quiet = ["--set", f"web_open_browser={'true' if browser else 'false'}", "--set", "termlog_verbosity=debug",
              "--set", f"save_stream_file={flow_file}"]
     if how.startswith("launch.py"):
         argv = [sys.executable, str(proxyproc.ROOT / "launch.py"), "--web", "--web-port", str(web_port), "--port", str(port),
@@ -111,7 +112,7 @@ def start(tmp: Path, fake: FakeMimo, how: str, script: Path = proxyproc.ADDON, e
     try:
         proxyproc.wait_port(port, proc)
         proxyproc.wait_port(web_port, proc)
-        if env is None:
+        if not browser and not (env or {}).get("MIMO2CODEX_WEB_PASSWORD"):
             deadline = time.monotonic() + 10
             while not (m := TOKEN_IN_LOG.search(w.log())) and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -354,7 +355,7 @@ def test_browser_opens_the_ui_with_the_token(tmp_path):
     browser.write_text(f"#!/bin/sh\necho \"$1\" >> {opened}\n")
     browser.chmod(0o755)
     with FakeMimo(keys=(KEY,)).start() as fake:
-        w = start(tmp_path, fake, "mitmweb -s", env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+        w = start(tmp_path, fake, "mitmweb -s", env={"PATH": f"{bin_dir}:{os.environ['PATH']}"}, browser=True)
         try:
             deadline = time.monotonic() + 10
             while not opened.exists() and time.monotonic() < deadline:
@@ -366,3 +367,18 @@ def test_browser_opens_the_ui_with_the_token(tmp_path):
             assert web_request_status(w, "GET", "/flows") == 200
         finally:
             w.stop()
+
+
+def test_fixed_token_for_a_service_is_never_printed(tmp_path):
+    """launch.py --web with MIMO2CODEX_WEB_PASSWORD (what an unattended service uses): no fresh token in its log."""
+    password = "fixed-web-token-Rk27"
+    with FakeMimo(keys=(KEY,)).start() as fake:
+        w = start(tmp_path, fake, "launch.py --web", env={"MIMO2CODEX_WEB_PASSWORD": password})
+        try:
+            w.token = password
+            assert web_request_status(w, "GET", "/flows") == 200
+            assert web_request_status(w, "GET", "/flows", auth=None) == 403
+            assert web_request_status(w, "GET", "/flows", auth="wrong-token") == 403
+        finally:
+            w.stop()
+    assert "?token=" not in w.log() and password not in w.log()
