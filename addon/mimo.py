@@ -37,6 +37,7 @@ from mimo2codex.turn import Turn  # noqa: E402
 from addon import guard  # noqa: E402
 from addon import reloading  # noqa: E402
 from addon import rules_watch  # noqa: E402
+from addon import webguard  # noqa: E402
 from addon import recorder, replay, views  # noqa: E402,F401  (importing views registers the contentviews)
 
 log = logging.getLogger("mimo2codex")
@@ -45,11 +46,7 @@ RESPONSES_PATHS = ("/v1/responses", "/responses")
 COMPACT_PATHS = ("/v1/responses/compact", "/responses/compact")
 MODELS_PATHS = ("/v1/models", "/models")
 SSE = "text/event-stream"
-META = "m2c."
-# Options that decide where requests (and the key) go or what code runs. mitmweb 11's API has no
-# login, so any local process could otherwise point the proxy, key included, at itself.
-FROZEN = ("mimo_rules", "mimo_routes", "mimo_base_url", "mimo_api_key_env", "mode", "map_remote", "modify_headers", "scripts",
-          "ssl_insecure", "upstream_cert")  # flow.metadata key prefix; values stay tnetstring-serialisable (str/int/bool)
+META = "m2c."  # flow.metadata key prefix; values stay tnetstring-serialisable (str/int/bool)
 
 
 class Route(NamedTuple):
@@ -95,7 +92,6 @@ class MimoTranslate:
     def __init__(self) -> None:
         self.rules: rules.Rules | None = None
         self.rules_error = ""  # why self.rules is None: a script reload can meet a broken rules file
-        self.frozen: dict[str, object] = {}  # option values fixed at start-up, see FROZEN
         self.routes: dict[str, Route] = {}  # model prefix -> another provider, see mimo_routes
         # Per-flow state outlives this instance when mitmproxy reloads the script: see addon/reloading.py.
         self.turns: dict[str, Turn] = reloading.STATE.turns
@@ -121,15 +117,9 @@ class MimoTranslate:
         loader.add_option("mimo_upstream_timeout", int, 600, "Seconds to wait for a retried upstream request.")
 
     def running(self) -> None:
-        self.frozen = {name: getattr(ctx.options, name) for name in FROZEN if hasattr(ctx.options, name)}
         reloading.install_fallback()
 
     def configure(self, updated: set[str]) -> None:
-        for name in sorted(updated & self.frozen.keys()):
-            if getattr(ctx.options, name) != self.frozen[name]:
-                raise exceptions.OptionsError(
-                    f"{name} cannot change while mimo2codex runs: it decides where requests, and the API key with "
-                    "them, are sent (mitmweb 11 has no login). Restart with the new value.")
         if "mimo_rules" in updated or self.rules is None:
             try:
                 self.rules = rules.load(ctx.options.mimo_rules)
@@ -437,4 +427,6 @@ def write_to_client(flow: http.HTTPFlow, data: bytes) -> bool:
 
 
 reloading.script_loaded()
-addons = [guard.Guard(), MimoTranslate(), guard.WireSecrets(), replay.Replay(), recorder.Recorder(), rules_watch.RulesWatch()]  # order matters: see addon/guard.py
+addons = [webguard.FrozenOptions(), webguard.WebGuard(),  # mitmweb's API: see addon/webguard.py
+          guard.Guard(), MimoTranslate(), guard.WireSecrets(),  # order matters: see addon/guard.py
+          replay.Replay(), recorder.Recorder(), rules_watch.RulesWatch()]

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mimo2codex import __version__, doctor, rules, service, sessions, setup_codex
-from mimo2codex.secrets import TOKEN_ENV
+from mimo2codex.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 ADDON = ROOT / "addon" / "mimo.py"
@@ -83,7 +83,8 @@ def add_run(p: argparse.ArgumentParser, sub: bool = False) -> None:
     p.add_argument("-v", "--verbose", action="store_true", default=flag("MIMO2CODEX_VERBOSE"),
                    help="log one line per translated request (env MIMO2CODEX_VERBOSE=1); no bodies, no keys")
     p.add_argument("--web", action="store_true", default=_default(False, sub),
-                   help="run under mitmweb: watch every translated exchange in the browser")
+                   help="run under mitmweb: watch every translated exchange in the browser (open it with the ?token= address "
+                   f"printed on start, or set a fixed token in env {WEB_PASSWORD_ENV})")
     p.add_argument("--web-port", type=port_number, default=_default(DEFAULT_WEB_PORT, sub),
                    help=f"mitmweb's port with --web (default {DEFAULT_WEB_PORT})")
     p.add_argument("--route", dest="routes", action="append", default=_default(_env_list("MIMO2CODEX_ROUTES"), sub),
@@ -329,7 +330,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     argv = mitm_argv(args, r, base_url)
     if args.web:
-        mitm_main.mitmweb(argv)
+        # In-process argv, so not in `ps`; an unattended proxy (a service) gets a fixed token instead
+        # of a fresh one printed into its log on every start.
+        password = os.environ.get(WEB_PASSWORD_ENV, "").strip()
+        mitm_main.mitmweb(argv + (["--set", f"web_password={password}"] if password else []))
     else:
         mitm_main.mitmdump(argv)
     return 0

@@ -6,6 +6,7 @@ SECRET_HEADERS = ("authorization", "api-key", "x-api-key", "proxy-authorization"
                   "x-goog-api-key")
 REDACTED = "<redacted>"
 TOKEN_ENV = "MIMO2CODEX_ACCESS_TOKEN"  # the proxy's own local access token (launch.py --access-token)
+WEB_PASSWORD_ENV = "MIMO2CODEX_WEB_PASSWORD"  # a fixed mitmweb token for launch.py --web (services), see cli.py
 
 
 _known: set[str] = set()  # secret values in use by this process (the provider key), see remember()

@@ -16,6 +16,7 @@ import argparse
 import os
 import plistlib
 import re
+import secrets
 import shlex
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from mimo2codex import rules
-from mimo2codex.secrets import TOKEN_ENV
+from mimo2codex.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
 
 NAME = "mimo2codex"
 UNIT = f"{NAME}.service"
@@ -81,11 +82,11 @@ def proxy_command(args: argparse.Namespace, r: rules.Rules, python: str = sys.ex
 
 
 def secret_names(r: rules.Rules, routes: list[rules.Rules]) -> list[str]:
-    """The variables the service reads from its env file: keys, URL overrides, the local token."""
+    """The variables the service reads from its env file: keys, URL overrides, the local and web UI tokens."""
     names = []
     for x in (r, *routes):
         names += [x.auth_env, x.base_url_env()]
-    return list(dict.fromkeys([*names, TOKEN_ENV]))
+    return list(dict.fromkeys([*names, TOKEN_ENV, WEB_PASSWORD_ENV]))
 
 
 _SAFE = re.compile(r"[^'\n\r\0]*")
@@ -130,6 +131,9 @@ def secrets_for(args: argparse.Namespace, r: rules.Rules, routes: list[rules.Rul
         value = given.get(name) or environ.get(name, "").strip() or existing.get(name, "")
         if value:
             values[name] = value
+    if getattr(args, "web", False) and WEB_PASSWORD_ENV not in values:
+        # A fixed UI token kept in the file: otherwise every start prints a fresh one into the service log.
+        values[WEB_PASSWORD_ENV] = secrets.token_urlsafe(24)
     if r.auth_required and r.auth_env not in values:  # like the proxy itself: a route's key may come later
         raise SystemExit(f"mimo2codex: no API key for {r.name}: export {r.auth_env}=sk-... and run `service install` "
                          f"again (it is copied into a 0600 file, never into the unit)")

@@ -9,6 +9,7 @@ from mitmproxy import exceptions, http
 from mitmproxy.proxy import mode_specs
 from mitmproxy.test import taddons, tflow, tutils
 
+from addon import webguard
 from addon.mimo import MimoTranslate
 from mimo2codex import rules
 
@@ -214,15 +215,17 @@ def test_script_loads_like_mitmdump_s(monkeypatch):
         assert any(type(a).__name__ == "MimoTranslate" for a in script.addons)
 
 
-def test_options_that_route_the_key_are_frozen_once_running(tctx):
+def test_options_frozen_once_running(tctx):
+    """Unit view of addon/webguard.py's freeze (tests/test_web_security.py attacks a real mitmweb)."""
     tctx_, addon = tctx
-    addon.running()
+    webguard.FrozenOptions().running()
     for name, value in (("mimo_base_url", "http://127.0.0.1:1/v1"), ("mode", ["reverse:http://evil.test@127.0.0.1:9"]),
-                        ("mimo_api_key_env", "HOME")):
+                        ("mimo_api_key_env", "HOME"), ("ssl_insecure", True), ("mimo_verbose", True)):
         with pytest.raises(exceptions.OptionsError, match=f"{name} cannot change"):
-            tctx_.configure(addon, **{name: value})
-    assert tctx_.options.mimo_base_url == UPSTREAM  # rolled back
-    tctx_.configure(addon, mimo_rules="mimo", mimo_verbose=True)  # same value / harmless option: fine
+            tctx_.options.update(**{name: value})
+    assert tctx_.options.mimo_base_url == UPSTREAM and tctx_.options.ssl_insecure is False  # rolled back
+    tctx_.options.update(mimo_rules="mimo", showhost=True)  # same value / display option: fine
+    assert tctx_.options.showhost is True
 
 
 def test_local_answers_carry_a_reason_phrase(tctx):

@@ -79,6 +79,18 @@ def test_key_file_is_0600_and_reused_by_a_reinstall(tmp_path):
     assert "--port 9200" in (tmp_path / ".config/systemd/user/mimo2codex.service").read_text()
 
 
+def test_web_service_keeps_a_fixed_ui_token_in_the_key_file_not_the_unit(tmp_path):
+    # mitmweb prints a new token on every start unless MIMO2CODEX_WEB_PASSWORD is set: the service log would hold it.
+    assert install(tmp_path, {"MIMO_API_KEY": KEY}, "--web")[0] == 0
+    secrets_file = tmp_path / ".config/mimo2codex/env"
+    token = service.read_env(secrets_file)["MIMO2CODEX_WEB_PASSWORD"]
+    assert len(token) >= 24 and token not in (tmp_path / ".config/systemd/user/mimo2codex.service").read_text()
+    assert install(tmp_path, {}, "--web")[0] == 0  # a re-install keeps the token the user already has
+    assert service.read_env(secrets_file)["MIMO2CODEX_WEB_PASSWORD"] == token
+    assert install(tmp_path / "plain", {"MIMO_API_KEY": KEY})[0] == 0  # no UI, no token
+    assert "MIMO2CODEX_WEB_PASSWORD" not in service.read_env(tmp_path / "plain/.config/mimo2codex/env")
+
+
 def test_install_without_any_key_says_how_and_writes_nothing(tmp_path):
     with pytest.raises(SystemExit, match="export MIMO_API_KEY=sk-"):
         install(tmp_path, {})
