@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """mimo2codex front door: `python3 launch.py` starts the proxy, `python3 launch.py test` runs the tests
-(on mitmproxy 11 and, when a Python 3.12+ is on the machine, on mitmproxy 12: see mimo2codex/testlines.py).
+(on mitmproxy 11 and, when a Python 3.12+ is on the machine, on mitmproxy 12: see mimo2codex/cli/testlines.py).
 
 The first run of either creates a project-local virtualenv (.venv/<python version>) from
 pyproject.toml and re-executes itself there, so nothing needs installing by hand.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mimo2codex import bootstrap  # noqa: E402  (stdlib only: safe before the venv exists)
+from mimo2codex.cli import bootstrap  # noqa: E402  (stdlib only: safe before the venv exists)
 
 
 def main(argv: list[str]) -> int:
@@ -21,11 +21,11 @@ def main(argv: list[str]) -> int:
         bootstrap.reexec_in_venv(("test",))
         import pytest
 
-        from mimo2codex import testlines  # then the same tests on the other mitmproxy line, when a 3.12+ python is here
+        from mimo2codex.cli import testlines  # then the same tests on the other mitmproxy line, when a 3.12+ python is here
 
         return testlines.run(argv[1:], lambda args: pytest.main(["-p", "no:cacheprovider", *args]))
     bootstrap.reexec_in_venv()
-    from mimo2codex import cli
+    from mimo2codex.cli import commands as cli
 
     return cli.main(argv)
 

@@ -1,4 +1,4 @@
-"""Reading recorded sessions: a mitmproxy flow file -> `mimo2codex.recording.Exchange`s.
+"""Reading recorded sessions: a mitmproxy flow file -> `mimo2codex.sessions.recording.Exchange`s.
 
 Works on files from `launch.py record` and `mitmdump -s addon/mimo.py -w FILE`, written by
 mitmproxy 11 or 12 (mitmproxy.io converts older flow formats on read). Everything after this
@@ -18,7 +18,7 @@ if _ROOT not in sys.path:
 
 from mitmproxy import exceptions, http, io  # noqa: E402
 
-from mimo2codex.recording import Exchange  # noqa: E402
+from mimo2codex.sessions.recording import Exchange  # noqa: E402
 
 META = "m2c."
 

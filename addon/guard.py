@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.utils import human
 
-from mimo2codex import errors, secrets
-from mimo2codex.turn import Turn
+from mimo2codex.translate import errors, secrets
+from mimo2codex.translate.turn import Turn
 
 log = logging.getLogger("mimo2codex")
 

@@ -30,9 +30,10 @@ if _ROOT not in sys.path:
 from mitmproxy import ctx, exceptions, http  # noqa: E402
 from mitmproxy.proxy import mode_specs  # noqa: E402
 
-from mimo2codex import __version__, errors, request, rules, secrets, upstream  # noqa: E402
-from mimo2codex.stream import ResponsesStream, translate_body  # noqa: E402
-from mimo2codex.turn import Turn  # noqa: E402
+from mimo2codex import __version__  # noqa: E402
+from mimo2codex.translate import errors, request, rules, secrets, upstream  # noqa: E402
+from mimo2codex.translate.stream import ResponsesStream, translate_body  # noqa: E402
+from mimo2codex.translate.turn import Turn  # noqa: E402
 
 from addon import guard  # noqa: E402
 from addon import reloading  # noqa: E402

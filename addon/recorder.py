@@ -25,7 +25,7 @@ import logging
 from mitmproxy import ctx, http
 
 from addon import reloading
-from mimo2codex import secrets
+from mimo2codex.translate import secrets
 
 log = logging.getLogger("mimo2codex.recorder")
 META = "m2c."

@@ -24,7 +24,7 @@ from typing import Any
 from mitmproxy import ctx, http
 from mitmproxy.proxy import mode_specs
 
-from mimo2codex import errors
+from mimo2codex.translate import errors
 
 log = logging.getLogger("mimo2codex")
 

@@ -2,12 +2,12 @@
 
     mitmdump -s addon/mimo.py --set mimo_replay=session.mitm      (or: python3 launch.py replay session.mitm)
 
-With `mimo_replay` set, the provider is a local server (mimo2codex.replay.ReplayUpstream) that
+With `mimo_replay` set, the provider is a local server (mimo2codex.sessions.replay.ReplayUpstream) that
 plays the recorded upstream answers, and `mimo_base_url` is pointed at it, so the proxy's own
 retries go there too. The real key is replaced by a placeholder in this process: a replay never
 needs it and never sends it anywhere. Each translated request is matched against the recording
 by the Responses request Codex sent (tolerant of Codex's volatile fields, see
-mimo2codex.recording) and the matched exchange is named to the server in a header; the flow's
+mimo2codex.sessions.recording) and the matched exchange is named to the server in a header; the flow's
 metadata `m2c.replay` says which one and by which rule ("#3 exact", "#4 order", ...).
 """
 
@@ -20,8 +20,8 @@ import os
 from mitmproxy import ctx, exceptions, http
 
 from addon import reloading
-from mimo2codex import replay as replay_server
-from mimo2codex.recording import Matcher
+from mimo2codex.sessions import replay as replay_server
+from mimo2codex.sessions.recording import Matcher
 
 log = logging.getLogger("mimo2codex.replay")
 META = "m2c."

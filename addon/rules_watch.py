@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mitmproxy import ctx, exceptions
 
-from mimo2codex import rules
+from mimo2codex.translate import rules
 
 log = logging.getLogger("mimo2codex")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from mitmproxy import contentviews, http
 
-from mimo2codex import eventlist
+from mimo2codex.sessions import eventlist
 
 META = "m2c."
 LIMIT = 300  # characters of one text shown in a line; the full text is in the JSON sections

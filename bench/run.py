@@ -313,7 +313,7 @@ def codex_request(size: int) -> dict:
     """A Codex-shaped request of about `size` bytes: the real instructions and tools of a Codex
     0.16x session, then turns of user message, sealed reasoning, exec_command call, its output and
     an assistant message, 5 items per turn (4 MB = 500 items)."""
-    from mimo2codex import envelope
+    from mimo2codex.translate import envelope
 
     base = json.load(open(ROOT / "tests" / "fixtures" / "codex" / "05_parallel_calls_followup.json"))
     base = base.get("body", base)
@@ -376,7 +376,7 @@ def bench_request(targets: list[Target], sizes: list[int], repeat: int) -> dict:
         raw = json.dumps(body).encode()
         raw_marked = raw[:-1] + b', "metadata": {"m": "bench:tiny"}}'
         ms, ms_med = addon_request_ms(raw, repeat)
-        from mimo2codex import request as request_mod, rules
+        from mimo2codex.translate import request as request_mod, rules
 
         chat, _ = request_mod.to_chat(body, rules.load("mimo"))
         chat_raw = json.dumps(chat).encode()[:-1] + b', "m": "bench:tiny"}'
@@ -398,8 +398,8 @@ def bench_profile(chunks: int, size: int) -> None:
     show(f"profile: stream translation ({chunks} chunks) and request translation ({size / 1e6:.0f} MB), top by own time")
     from bench.fast_upstream import answer
 
-    from mimo2codex import request as request_mod, rules
-    from mimo2codex.stream import ResponsesStream
+    from mimo2codex.translate import request as request_mod, rules
+    from mimo2codex.translate.stream import ResponsesStream
 
     r = rules.load("mimo")
     body = codex_request(size)

@@ -10,9 +10,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mitmproxy import http  # noqa: E402
 
 from addon import mimo  # noqa: E402
-from mimo2codex import rules  # noqa: E402
-from mimo2codex.stream import ResponsesStream  # noqa: E402
-from mimo2codex.turn import Turn  # noqa: E402
+from mimo2codex.translate import rules  # noqa: E402
+from mimo2codex.translate.stream import ResponsesStream  # noqa: E402
+from mimo2codex.translate.turn import Turn  # noqa: E402
 
 RULES = rules.load("mimo")
 

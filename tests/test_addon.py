@@ -11,7 +11,7 @@ from mitmproxy.test import taddons, tflow, tutils
 
 from addon import webguard
 from addon.mimo import MimoTranslate
-from mimo2codex import rules
+from mimo2codex.translate import rules
 
 KEY = "sk-addon-test-secret"
 UPSTREAM = "https://api.example.test/v1"

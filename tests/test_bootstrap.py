@@ -1,4 +1,4 @@
-from mimo2codex import bootstrap
+from mimo2codex.cli import bootstrap
 
 
 def test_requirements_pick_one_mitmproxy_line_per_python():

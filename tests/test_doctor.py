@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mimo2codex import cli, doctor, proxyproc, rules
+from mimo2codex import proxyproc
+from mimo2codex.cli import commands as cli, doctor
+from mimo2codex.translate import rules
 from mimo2codex.fakes.mimo import FakeMimo
 
 ROOT = Path(__file__).resolve().parent.parent

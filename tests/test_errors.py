@@ -11,10 +11,10 @@ import pytest
 from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from mimo2codex import rules
-from mimo2codex.errors import MappedError, client_error, error_body, failed_stream, map_upstream
-from mimo2codex.sse import iter_events
-from mimo2codex.turn import Turn
+from mimo2codex.translate import rules
+from mimo2codex.translate.errors import MappedError, client_error, error_body, failed_stream, map_upstream
+from mimo2codex.translate.sse import iter_events
+from mimo2codex.translate.turn import Turn
 
 RULES = rules.load()
 CODEX_DELAY = re.compile(r"try again in (\d+(?:\.\d+)?)s")  # what Codex parses for its retry delay

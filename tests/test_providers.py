@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from mimo2codex import errors, request, rules
+from mimo2codex.translate import errors, request, rules
 from mimo2codex.fakes import providers
 from mimo2codex.fakes.chat_server import FakeError
-from mimo2codex.stream import ResponsesStream, translate_body
+from mimo2codex.translate.stream import ResponsesStream, translate_body
 
 PROVIDERS = ["mimo", "deepseek", "kimi", "glm", "qwen", "minimax", "openrouter", "local"]
 SAMPLES = Path(__file__).parent / "fixtures" / "codex"

@@ -22,9 +22,11 @@ from addon import flowfile
 from addon.mimo import MimoTranslate, Tee
 from addon.recorder import Recorder
 from addon.replay import Replay
-from mimo2codex import compare, proxyproc, replay, secrets
+from mimo2codex import proxyproc
+from mimo2codex.sessions import compare, replay
+from mimo2codex.translate import secrets
 from mimo2codex.fakes.mimo import FakeMimo
-from mimo2codex.recording import Exchange, Matcher, comparable_events, fingerprint, normalise
+from mimo2codex.sessions.recording import Exchange, Matcher, comparable_events, fingerprint, normalise
 from tests.support.session import (CODEX_BEARER, CODEX_COOKIE, REPLIES, Run, _body, _msg, clean_env, cli_proc,
                                    run_session, stop)
 
@@ -321,7 +323,7 @@ def test_replay_goes_on_across_a_script_reload(recording, monkeypatch):
 @pytest.mark.e2e
 def test_show_prints_the_session_as_a_transcript(recording):
     path, *_ = recording
-    out = subprocess.run([sys.executable, "-c", "import sys; from mimo2codex import cli; sys.exit(cli.main(sys.argv[1:]))",
+    out = subprocess.run([sys.executable, "-c", "import sys; from mimo2codex.cli import commands as cli; sys.exit(cli.main(sys.argv[1:]))",
                           "show", str(path)], cwd=ROOT, capture_output=True, text=True, env=clean_env(), timeout=60)
     assert out.returncode == 0, out.stderr
     text = out.stdout

@@ -1,4 +1,4 @@
-"""Responses -> Chat request mapping (mimo2codex.request) against the MiMo rules."""
+"""Responses -> Chat request mapping (mimo2codex.translate.request) against the MiMo rules."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mimo2codex import envelope, request, rules
-from mimo2codex.request import BadRequest, to_chat
+from mimo2codex.translate import envelope, request, rules
+from mimo2codex.translate.request import BadRequest, to_chat
 
 SAMPLES = Path(__file__).parent / "fixtures" / "codex"
 MIMO = rules.load("mimo")

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from mimo2codex import errors, hooks, request, rules
+from mimo2codex.translate import errors, hooks, request, rules
 from mimo2codex.fakes.chat_server import FakeError, ModelInfo
 from mimo2codex.fakes.providers import StrictProfile
-from mimo2codex.stream import ResponsesStream
+from mimo2codex.translate.stream import ResponsesStream
 
 ROOT = Path(__file__).resolve().parent.parent
 MINIMAL = """\

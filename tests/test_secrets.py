@@ -19,7 +19,8 @@ import urllib.request
 
 import pytest
 
-from mimo2codex import cli, proxyproc
+from mimo2codex import proxyproc
+from mimo2codex.cli import commands as cli
 from mimo2codex.fakes.mimo import FakeMimo
 from tests.support import faults as F
 from tests.support.faults import call, check_answer, responses_body

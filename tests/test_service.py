@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from mimo2codex import cli, proxyproc, rules, service
+from mimo2codex import proxyproc
+from mimo2codex.cli import commands as cli, service
+from mimo2codex.translate import rules
 from mimo2codex.fakes.mimo import FakeMimo
 
 KEY = "sk-service-secret-7d21c4"

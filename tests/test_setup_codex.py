@@ -1,4 +1,4 @@
-"""`launch.py setup-codex` (mimo2codex/setup_codex.py): the text-level merge of config.toml, auth.json
+"""`launch.py setup-codex` (mimo2codex/cli/setup_codex.py): the text-level merge of config.toml, auth.json
 and the catalog, backups, --dry-run and CODEX_HOME. The real Codex using the result is in
 tests/test_codex_day.py."""
 
@@ -10,8 +10,9 @@ import subprocess
 import sys
 import tomllib
 
-from mimo2codex import rules, setup_codex
-from mimo2codex.secrets import TOKEN_ENV
+from mimo2codex.translate import rules
+from mimo2codex.cli import setup_codex
+from mimo2codex.translate.secrets import TOKEN_ENV
 from tests.support.codex_cli import ROOT
 
 USER_CONFIG = """# my settings

@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from mimo2codex import sse
-from mimo2codex.sse import DONE, DeltaTemplate, SSEParser
-from mimo2codex.turn import Turn
+from mimo2codex.translate import sse
+from mimo2codex.translate.sse import DONE, DeltaTemplate, SSEParser
+from mimo2codex.translate.turn import Turn
 
 
 def parse_all(data: bytes, cuts: list[int] | None = None) -> list[tuple[str | None, bytes]]:

@@ -20,11 +20,11 @@ from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from mimo2codex import envelope, rules, stream as stream_mod
-from mimo2codex.hooks import REGISTRY
-from mimo2codex.jsonfix import complete_json, salvage_json
-from mimo2codex.stream import ResponsesStream, translate_body
-from mimo2codex.turn import Turn
+from mimo2codex.translate import envelope, rules, stream as stream_mod
+from mimo2codex.translate.hooks import REGISTRY
+from mimo2codex.translate.jsonfix import complete_json, salvage_json
+from mimo2codex.translate.stream import ResponsesStream, translate_body
+from mimo2codex.translate.turn import Turn
 
 RULES = rules.load()
 EVENT = TypeAdapter(ResponseStreamEvent)
@@ -911,7 +911,7 @@ def test_fake_web_search_annotations():
 
 
 def test_fake_stream_error_body_before_streaming(fake):
-    from mimo2codex.errors import map_upstream
+    from mimo2codex.translate.errors import map_upstream
 
     status, body, _ = _fake_stream(fake, {"error": {"status": 429}})
     m = map_upstream(RULES, status, body, {})

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from mimo2codex import testlines
+from mimo2codex.cli import testlines
 
 needs_primary = pytest.mark.skipif(sys.version_info >= testlines.SECOND_LINE, reason="the second run starts from a 3.11 primary")
 

@@ -8,8 +8,8 @@ from mitmproxy import http, io
 from mitmproxy.test import tflow, tutils
 
 from addon import flowfile
-from mimo2codex import transcript
-from mimo2codex.recording import Exchange
+from mimo2codex.sessions import transcript
+from mimo2codex.sessions.recording import Exchange
 
 USER = {"type": "message", "id": "msg_a1", "role": "user", "content": [{"type": "input_text", "text": "List the files"}]}
 DEV = {"type": "message", "id": "msg_d1", "role": "developer", "content": [{"type": "input_text", "text": "You are Codex. " * 100}]}

@@ -10,7 +10,7 @@ from mitmproxy import contentviews, http
 from mitmproxy.test import taddons, tflow, tutils
 
 from addon import views
-from mimo2codex import eventlist
+from mimo2codex.sessions import eventlist
 
 SAMPLES = Path(__file__).resolve().parent / "fixtures" / "codex"  # in-repo copies of the contract's samples
 

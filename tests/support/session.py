@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mimo2codex import eventlist
+from mimo2codex.sessions import eventlist
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,7 +115,7 @@ def run_session(port: int, variant: int) -> Run:
 
 def cli_proc(args: list[str], env: dict, log: Path) -> subprocess.Popen:
     """`python3 launch.py ARGS` as launch.py runs it once inside the venv."""
-    code = "import sys; from mimo2codex import cli; sys.exit(cli.main(sys.argv[1:]))"
+    code = "import sys; from mimo2codex.cli import commands as cli; sys.exit(cli.main(sys.argv[1:]))"
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, env=env, stdout=open(log, "wb"),
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 

@@ -13,10 +13,11 @@ import json
 import tempfile
 from pathlib import Path
 
-from mimo2codex import proxyproc, rules
+from mimo2codex import proxyproc
+from mimo2codex.translate import rules
 from mimo2codex.fakes import providers
 from mimo2codex.fakes.chat_server import FakeChatServer
-from mimo2codex.sse import iter_events
+from mimo2codex.translate.sse import iter_events
 
 DEMO_KEY = "demo-key-not-secret"
 TOOLS = [

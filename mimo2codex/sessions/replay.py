@@ -10,7 +10,7 @@ reproduces.)
 Which recorded answer to play: the proxy side (addon/replay.py) matches the *Responses* request
 Codex sent - unaffected by rule changes - and names the exchange in the `x-m2c-replay` header.
 Requests without that header (the proxy's own retries, or a plain HTTP client) are matched here
-on the Chat body, with the same tolerant rules (mimo2codex.recording.Matcher).
+on the Chat body, with the same tolerant rules (mimo2codex.sessions.recording.Matcher).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from mimo2codex.recording import Exchange, Matcher
+from mimo2codex.sessions.recording import Exchange, Matcher
 
 HEADER = "x-m2c-replay"
 PLACEHOLDER_KEY = "replay-needs-no-key"

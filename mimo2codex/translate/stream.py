@@ -26,12 +26,12 @@ import json.scanner
 import re
 from typing import Any
 
-from mimo2codex import envelope
-from mimo2codex.jsonfix import complete_json, salvage_json
-from mimo2codex.errors import map_upstream
-from mimo2codex.hooks import REGISTRY
-from mimo2codex.sse import DONE, DeltaTemplate, SSEParser, event, response_object, usage_from_chat
-from mimo2codex.turn import Turn, new_id
+from mimo2codex.translate import envelope
+from mimo2codex.translate.jsonfix import complete_json, salvage_json
+from mimo2codex.translate.errors import map_upstream
+from mimo2codex.translate.hooks import REGISTRY
+from mimo2codex.translate.sse import DONE, DeltaTemplate, SSEParser, event, response_object, usage_from_chat
+from mimo2codex.translate.turn import Turn, new_id
 
 # finish_reason -> (terminal status, incomplete reason | error code)
 _INCOMPLETE = {

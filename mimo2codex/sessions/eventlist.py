@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from mimo2codex.sse import DONE, payloads
+from mimo2codex.translate.sse import DONE, payloads
 
 PREVIEW = 160
 

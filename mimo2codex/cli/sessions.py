@@ -58,7 +58,7 @@ def _exchanges(path: str):
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from mimo2codex import cli
+    from mimo2codex.cli import commands as cli
 
     path = Path(args.file).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from mimo2codex import cli
+    from mimo2codex.cli import commands as cli
 
     exchanges = _exchanges(args.file)
     translated = [e for e in exchanges if e.translated]
@@ -96,14 +96,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from mimo2codex import transcript
+    from mimo2codex.sessions import transcript
 
     sys.stdout.write(transcript.render(_exchanges(args.file), full=args.full, title=args.file))
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from mimo2codex import cli, compare
+    from mimo2codex.cli import commands as cli
+    from mimo2codex.sessions import compare
 
     cli.load_rules(args.rules)  # a bad rules file is a one-line error here, not a traceback from inside compare
     _exchanges(args.file)

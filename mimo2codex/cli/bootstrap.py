@@ -14,7 +14,7 @@ import tomllib
 import venv
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PYVER = f"{sys.version_info.major}.{sys.version_info.minor}"
 VENV = ROOT / ".venv" / PYVER
 

@@ -12,9 +12,9 @@ import json
 import logging
 from typing import Any
 
-from mimo2codex import envelope, hooks, jsonfix
-from mimo2codex.rules import EFFORT_ORDER, Model, ParamRule, Rules
-from mimo2codex.turn import Turn
+from mimo2codex.translate import envelope, hooks, jsonfix
+from mimo2codex.translate.rules import EFFORT_ORDER, Model, ParamRule, Rules
+from mimo2codex.translate.turn import Turn
 
 log = logging.getLogger(__name__)
 

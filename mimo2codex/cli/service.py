@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from mimo2codex import rules
-from mimo2codex.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
+from mimo2codex.translate import rules
+from mimo2codex.translate.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
 
 NAME = "mimo2codex"
 UNIT = f"{NAME}.service"
 LABEL = "com.mimo2codex.proxy"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = ROOT / "launch.py"
 Runner = Callable[[list[str]], int]
 
@@ -275,7 +275,7 @@ def run(args: argparse.Namespace, *, home: Path | None = None, environ: Mapping[
 
 
 def install(args, home: Path, env: Mapping[str, str], runner: Runner) -> int:
-    from mimo2codex import cli
+    from mimo2codex.cli import commands as cli
 
     r = cli.load_rules(args.rules)
     routes = [cli.load_rules(spec) for spec in args.routes]

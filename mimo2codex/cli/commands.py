@@ -17,10 +17,12 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mimo2codex import __version__, doctor, rules, service, sessions, setup_codex
-from mimo2codex.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
+from mimo2codex import __version__
+from mimo2codex.cli import doctor, service, sessions, setup_codex
+from mimo2codex.translate import rules
+from mimo2codex.translate.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "addon" / "mimo.py"
 CONFDIR = ROOT / ".cache" / "mitmproxy"  # keeps a user's ~/.mitmproxy/config.yaml out of our behaviour
 DEFAULT_PORT = 8788
@@ -340,7 +342,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mimo2codex import demo
+    from mimo2codex.cli import demo
 
     return demo.run(args.rules)
 

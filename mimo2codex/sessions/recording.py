@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mimo2codex import eventlist
+from mimo2codex.sessions import eventlist
 
 # Keys whose values differ between two runs of the same session (Responses and Chat side).
 VOLATILE_KEYS = frozenset({

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from mimo2codex import secrets
-from mimo2codex.sse import event, response_object, strip_data_prefix
+from mimo2codex.translate import secrets
+from mimo2codex.translate.sse import event, response_object, strip_data_prefix
 
 DETAIL_MAX = 1000
 

@@ -70,7 +70,7 @@ def merge_config(existing: str, top: dict[str, str], table: str, body: list[str]
 
 def planned(r, host: str, port: int, home: Path, token: str = "") -> dict[Path, str]:
     """The new text of each file setup-codex writes (existing files merged)."""
-    from mimo2codex import cli
+    from mimo2codex.cli import commands as cli
 
     cat = catalog_path(home, r.provider)
     snippet = cli.codex_config(r, host, port, catalog=str(cat)).splitlines()
@@ -144,7 +144,7 @@ def add_parser(sub, add_common) -> None:
 
 
 def cmd_setup_codex(args: argparse.Namespace) -> int:
-    from mimo2codex import cli
+    from mimo2codex.cli import commands as cli
 
     r = cli.load_rules(args.rules)
     home = codex_home()

@@ -13,8 +13,8 @@ import re
 import time
 from typing import Any
 
-from mimo2codex import eventlist
-from mimo2codex.recording import Exchange, normalise
+from mimo2codex.sessions import eventlist
+from mimo2codex.sessions.recording import Exchange, normalise
 
 ECHOED = {"reasoning", "function_call", "custom_tool_call", "local_shell_call"}
 TOOL_OUTPUTS = {"function_call_output", "custom_tool_call_output", "local_shell_call_output"}

@@ -21,8 +21,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mimo2codex import rules, secrets
-from mimo2codex.setup_codex import catalog_path, codex_home
+from mimo2codex.translate import rules, secrets
+from mimo2codex.cli.setup_codex import catalog_path, codex_home
 
 CATALOG_KEY = "model_catalog_json"
 
@@ -116,7 +116,7 @@ def port(host: str, port_: int, token: str, timeout: float) -> Check:
 
 def codex_config(home: Path, r: rules.Rules, proxy_url: str, token: str) -> tuple[Check, dict]:
     """config.toml selects a provider whose base_url is this proxy, with wire_api "responses"; its auth is in place."""
-    from mimo2codex import cli  # print-config's own facts
+    from mimo2codex.cli import commands as cli  # print-config's own facts
 
     path = home / "config.toml"
     fix = f"python3 launch.py print-config --provider {r.provider} (or setup-codex) and put its lines in {path}"
@@ -215,7 +215,7 @@ def mark(ok: bool) -> str:
 
 
 def run(args: argparse.Namespace, environ: dict | None = None, codex_path: str | None = None) -> int:
-    from mimo2codex import cli
+    from mimo2codex.cli import commands as cli
 
     env = os.environ if environ is None else environ
     r = cli.load_rules(args.rules)

@@ -20,7 +20,7 @@ from typing import Callable
 ENV = "MIMO2CODEX_TEST_PYTHON"
 SKIP = ("0", "no", "none", "off", "false")
 SECOND_LINE = (3, 12)  # mitmproxy 12 needs Python 3.12+
-LAUNCH = Path(__file__).resolve().parent.parent / "launch.py"
+LAUNCH = Path(__file__).resolve().parents[2] / "launch.py"
 
 
 def version_of(python: str) -> tuple[int, int] | None:

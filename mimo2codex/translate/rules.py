@@ -18,7 +18,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 DEFAULTS = RULES_DIR / "defaults.yaml"
 EFFORT_ORDER = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
@@ -423,7 +423,7 @@ def _build(d: dict, path: Path, raw: dict) -> Rules:
         for e in d["errors"]
     )
     hooks = {stage: tuple((d.get("hooks") or {}).get(stage) or ()) for stage in ("request", "chunk")}
-    from mimo2codex import hooks as hook_registry  # local: hooks import translator helpers
+    from mimo2codex.translate import hooks as hook_registry  # local: hooks import translator helpers
 
     for stage, names in hooks.items():
         for name in names:

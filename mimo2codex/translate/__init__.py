@@ -1,0 +1,1 @@
+"""The translator core: Responses <-> Chat Completions, rules, errors. No mitmproxy import."""
