@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
-from ruamel.yaml import YAML
 
 from mimo2codex.fakes.mimo import FakeMimo
 
@@ -210,7 +210,7 @@ def test_unreachable_host_is_a_network_error():
 
 # ------------------------------------------------------------------------------------ one source of facts
 def test_script_facts_match_rules_mimo_yaml():
-    rules = YAML(typ="safe").load((ROOT / "rules" / "mimo.yaml").read_text())
+    rules = yaml.safe_load((ROOT / "rules" / "mimo.yaml").read_text())
     mod = load_script()
     assert mod.DEFAULT_MODEL == rules["models"]["default"]
     assert mod.TEXT_ONLY_MODELS == {m["id"] for m in rules["models"]["list"] if not m["vision"]}

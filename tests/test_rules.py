@@ -94,6 +94,17 @@ def test_errors_name_file_line_and_key(tmp_path, text, line, key, reason):
     assert str(e).startswith(f"{e.path}:{e.line}: " if e.line else f"{e.path}: ")
 
 
+def test_duplicate_key_names_its_line(tmp_path):
+    e = load_error(tmp_path, MINIMAL + "name: Acme again\n")
+    assert e.line == 10 and "duplicate key 'name'" in e.reason, str(e)
+
+
+def test_yaml_1_2_booleans_only(tmp_path):
+    """`no`/`on`/`yes` are strings (YAML 1.2, as before PyYAML), only true/false are booleans."""
+    r = rules.load(write(tmp_path, MINIMAL.replace("name: Acme AI", "name: no").replace("acme-1", "on")))
+    assert r.name == "no" and r.default_model == "on" and r.models["on"].thinking is True
+
+
 def test_built_in_hook_names_are_reserved(tmp_path):
     r = rules.load("minimax")
     builtin = next(n for n in r.hooks["request"] if n.startswith("@"))

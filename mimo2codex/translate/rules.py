@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+import yaml
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
+
 DEFAULTS = RULES_DIR / "defaults.yaml"
 EFFORT_ORDER = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
@@ -123,14 +123,61 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+class _Map(dict):
+    """A YAML mapping that remembers its line and each key's line (1-based), for error messages."""
+
+    line: int | None = None
+    lines: dict
+
+
+class _Seq(list):
+    line: int | None = None
+    lines: dict
+
+
+class _Loader(yaml.SafeLoader):
+    """yaml.SafeLoader keeping line numbers, refusing duplicate keys, with YAML 1.2 booleans (only
+    true/false: `no`, `on`, `yes` stay strings, as a model id or a value in a rules file means them)."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode):
+    data = _Map()
+    data.line, data.lines = node.start_mark.line + 1, {}
+    yield data
+    loader.flatten_mapping(node)
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node)
+        if key in data.lines:
+            raise yaml.constructor.ConstructorError(None, None, f"found duplicate key {key!r}", key_node.start_mark)
+        data.lines[key] = key_node.start_mark.line + 1
+        data[key] = loader.construct_object(value_node)
+
+
+def _construct_seq(loader: _Loader, node: yaml.SequenceNode):
+    data = _Seq()
+    data.line, data.lines = node.start_mark.line + 1, {}
+    yield data
+    for i, item in enumerate(node.value):
+        data.lines[i] = item.start_mark.line + 1
+        data.append(loader.construct_object(item))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_Loader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+
+
 def _line(node: Any, key: Any = None) -> int | None:
-    lc = getattr(node, "lc", None)
-    if lc is None:
+    if not isinstance(node, (_Map, _Seq)):
         return None
-    try:
-        return (lc.key(key) if key is not None else (lc.line, 0))[0] + 1
-    except (KeyError, TypeError, IndexError):
-        return lc.line + 1
+    return node.lines.get(key, node.line) if key is not None else node.line
 
 
 def _type_name(spec: Any) -> str:
@@ -231,11 +278,11 @@ def _required(value: Any, spec: Any, path: Path, key: str = "") -> None:
 
 def _read(path: Path) -> dict:
     try:
-        data = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         hint = f" (providers: {', '.join(provider_names())})" if not path.suffix else ""
         raise RulesError(path, None, "", f"no such rules file or provider{hint}") from None
-    except YAMLError as e:
+    except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise RulesError(path, mark.line + 1 if mark else None, "", f"not valid YAML: {getattr(e, 'problem', e)}") from None
     if data is None:
