@@ -22,7 +22,9 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import NamedTuple
 
-# mitmproxy puts only this directory on sys.path, and only while loading the script.
+# mitmproxy puts only this directory on sys.path, and only while loading the script. Its parent is
+# the checkout, or mimo2codex/bundle/ of an installed wheel (mimo2codex/paths.py): either way `addon`
+# becomes importable, and `mimo2codex` too in a checkout.
 _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-ADDON = ROOT / "addon" / "mimo.py"
-CONFDIR = ROOT / ".cache" / "mitmproxy"
+from mimo2codex.paths import ADDON, CONFDIR, HOME as ROOT  # ROOT: mitmdump's working directory
+
 MITMDUMP = "from mitmproxy.tools.main import mitmdump; mitmdump()"
 
 

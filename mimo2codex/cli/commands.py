@@ -19,12 +19,10 @@ from urllib.parse import urlsplit
 
 from mimo2codex import __version__
 from mimo2codex.cli import doctor, service, sessions, setup_codex
+from mimo2codex.paths import ADDON, CONFDIR
 from mimo2codex.translate import rules
 from mimo2codex.translate.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
 
-ROOT = Path(__file__).resolve().parents[2]
-ADDON = ROOT / "addon" / "mimo.py"
-CONFDIR = ROOT / ".cache" / "mitmproxy"  # keeps a user's ~/.mitmproxy/config.yaml out of our behaviour
 DEFAULT_PORT = 8788
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_WEB_PORT = 8081
@@ -96,8 +94,8 @@ def add_run(p: argparse.ArgumentParser, sub: bool = False) -> None:
                    help="pass a mitmproxy or addon option through, e.g. --set mimo_stream_idle_timeout=120 (repeatable)")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="launch.py", description="mimo2codex: the OpenAI Codex CLI/app on Xiaomi MiMo, via mitmproxy.")
+def parser(prog: str = "launch.py") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="mimo2codex: the OpenAI Codex CLI/app on Xiaomi MiMo, via mitmproxy.")
     p.add_argument("--version", action="version", version=f"mimo2codex {__version__}")
     add_common(p)
     add_run(p)
@@ -116,6 +114,7 @@ def parser() -> argparse.ArgumentParser:
                       help="provider whose rules and strict fake the demo uses (default: the global --provider, mimo)")
     cr = sub.add_parser("check-rules", help="validate rules files (default: every file in rules/)")
     cr.add_argument("files", nargs="*", metavar="FILE")
+    sub.add_parser("addon-path", help="print the addon script for `mitmdump -s` (this checkout's or the installed copy's)")
     sessions.add_parsers(sub, lambda sp: (add_common(sp, sub=True), add_run(sp, sub=True)))  # record, replay, show, compare
     setup_codex.add_parser(sub, add_common)
     doctor.add_parser(sub, lambda sp: (add_common(sp, sub=True), add_token(sp, sub=True)))
@@ -347,7 +346,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(args.rules)
 
 
+def cmd_addon_path(args: argparse.Namespace) -> int:
+    print(ADDON)
+    return 0
+
+
 COMMANDS = {
+    "addon-path": cmd_addon_path,
     "print-config": cmd_print_config,
     "print-cc-switch": cmd_print_cc_switch,
     "check-rules": cmd_check_rules,
@@ -359,10 +364,15 @@ COMMANDS = {
 }
 
 
-def main(argv: list[str]) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str], prog: str = "launch.py") -> int:
+    args = parser(prog).parse_args(argv)
     try:
         return COMMANDS.get(args.command, cmd_run)(args)
     except BrokenPipeError:  # `print-config | head`: the reader left, nothing to report
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def run() -> None:
+    """The `mimo2codex` command of an installed copy: launch.py's commands without the venv bootstrap."""
+    sys.exit(main(sys.argv[1:], prog="mimo2codex"))

@@ -16,6 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from mimo2codex import paths
+
 
 def add_parsers(sub, add_common) -> None:
     rec = sub.add_parser("record", help="run the proxy and record the session to a mitmproxy flow file (secrets redacted)")
@@ -43,9 +45,7 @@ def add_parsers(sub, add_common) -> None:
 
 
 def _flowfile():
-    from addon import flowfile  # mitmproxy.io; we run inside the venv here
-
-    return flowfile
+    return paths.addon_module("flowfile")  # mitmproxy.io; we run inside the venv here
 
 
 def _exchanges(path: str):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from mimo2codex import proxyproc
+from mimo2codex import paths, proxyproc
 from mimo2codex.sessions import eventlist
 from mimo2codex.sessions.recording import Exchange, normalise
 
@@ -105,7 +105,7 @@ def compare(recorded: list[Exchange], current: list[Exchange], *, answers_count:
 
 def run(path: str, *, upstream: str = "replay", base_url: str | None = None, rules_name: str = "mimo",
         sets: tuple[str, ...] = (), out: TextIO = sys.stdout) -> int:
-    from addon import flowfile  # reading flow files needs mitmproxy (we run inside the venv)
+    flowfile = paths.addon_module("flowfile")  # reading flow files needs mitmproxy (we run inside the venv)
     from mimo2codex.translate import rules
 
     recorded = [e for e in flowfile.load(path) if e.translated and isinstance(e.responses_request, dict)]

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
+from mimo2codex.paths import RULES_DIR
 
 DEFAULTS = RULES_DIR / "defaults.yaml"
 EFFORT_ORDER = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
