@@ -54,11 +54,11 @@ def mimo(fake, proxy):
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory):
     """The catalog the product itself writes (`launch.py print-config --catalog FILE`)."""
-    from mimo2codex.cli import commands as cli
+    from mimo2codex.cli import client_config
     from mimo2codex.translate import rules
 
     path = tmp_path_factory.mktemp("catalog") / "catalog.json"
-    path.write_text(json.dumps(cli.model_catalog(rules.load("mimo"))))
+    path.write_text(json.dumps(client_config.model_catalog(rules.load("mimo"))))
     return path
 
 

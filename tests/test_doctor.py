@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mimo2codex import proxyproc
-from mimo2codex.cli import commands as cli, doctor
+from mimo2codex.cli import client_config, doctor
 from mimo2codex.translate import rules
 from mimo2codex.fakes.mimo import FakeMimo
 
@@ -36,9 +36,9 @@ def codex_home(tmp_path: Path, port: int, *, token: bool = False, with_catalog: 
     home.mkdir(exist_ok=True)
     catalog = home / "mimo-models.json"
     if with_catalog:
-        catalog.write_text(json.dumps(cli.model_catalog(MIMO)))
-    (home / "config.toml").write_text(cli.codex_config(MIMO, "127.0.0.1", port, catalog=str(catalog) if with_catalog else None) + "\n")
-    (home / "auth.json").write_text(cli.auth_json(token))
+        catalog.write_text(json.dumps(client_config.model_catalog(MIMO)))
+    (home / "config.toml").write_text(client_config.codex_config(MIMO, "127.0.0.1", port, catalog=str(catalog) if with_catalog else None) + "\n")
+    (home / "auth.json").write_text(client_config.auth_json(token))
     return home
 
 
@@ -98,11 +98,11 @@ def test_port_free_held_by_another_program_or_by_us(tmp_path):
 
 
 def test_codex_config_points_at_us_or_says_what_is_off(tmp_path):
-    url = cli.proxy_url("127.0.0.1", 8788)
+    url = client_config.proxy_url("127.0.0.1", 8788)
     home = codex_home(tmp_path, 8788)
     ok, config = doctor.codex_config(home, MIMO, url, token="")
     assert ok.ok and 'model_provider "mimo"' in ok.what and config["model_provider"] == "mimo"
-    elsewhere, _ = doctor.codex_config(home, MIMO, cli.proxy_url("127.0.0.1", 9999), token="")
+    elsewhere, _ = doctor.codex_config(home, MIMO, client_config.proxy_url("127.0.0.1", 9999), token="")
     assert not elsewhere.ok and "no model provider points at http://127.0.0.1:9999/v1" in elsewhere.what
     text = (home / "config.toml").read_text()
     (home / "config.toml").write_text(text.replace('model_provider = "mimo"', 'model_provider = "openai"'))
@@ -123,7 +123,7 @@ def test_codex_config_points_at_us_or_says_what_is_off(tmp_path):
 
 def test_catalog_present_and_listing_the_model(tmp_path):
     home = codex_home(tmp_path, 8788)
-    _, config = doctor.codex_config(home, MIMO, cli.proxy_url("127.0.0.1", 8788), token="")
+    _, config = doctor.codex_config(home, MIMO, client_config.proxy_url("127.0.0.1", 8788), token="")
     assert doctor.catalog(home, MIMO, config).ok
     assert not doctor.catalog(home, MIMO, {**config, "model": "gpt-5"}).ok
     (home / "mimo-models.json").write_text("{")

@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 
 from mimo2codex import proxyproc
-from mimo2codex.cli import commands as cli
+from mimo2codex.cli import commands as cli, launcher
 from mimo2codex.fakes.mimo import FakeMimo
 from tests.support import faults as F
 from tests.support.faults import call, check_answer, responses_body
@@ -256,7 +256,7 @@ def _listening(port: int) -> set[str]:
 def test_binds_loopback_by_default_and_warns_otherwise(tmp_path):
     args = cli.parser().parse_args([])
     assert args.host == "127.0.0.1"
-    argv = cli.mitm_argv(args, cli.load_rules(args.rules), "https://api.xiaomimimo.com/v1")
+    argv = launcher.mitm_argv(args, launcher.load_rules(args.rules), "https://api.xiaomimimo.com/v1")
     assert f"@127.0.0.1:{args.port}" in argv[argv.index("--mode") + 1]
     fake = FakeMimo(keys=(KEY,)).start()
     p = proxyproc.start(fake.base_url, key=KEY, log_path=tmp_path / "lo.log")

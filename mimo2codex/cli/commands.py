@@ -1,32 +1,30 @@
 """`python3 launch.py ...`: start the proxy, print client configs, run the offline demo, check rules.
 
-Runs inside the project venv (launch.py sees to that). The proxy itself is plain mitmdump/mitmweb
-with `-s addon/mimo.py`: this module only builds their command line, so `launch.py` and the
-README's mitmdump recipe are one code path.
+Runs inside the project venv (launch.py sees to that) or as the `mimo2codex` command of an
+installed copy. This module holds the flags and the small subcommands; running the proxy is
+cli/launcher.py, what Codex needs to reach it cli/client_config.py, the recorded-session
+subcommands cli/sessions.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
-import ipaddress
 import json
 import os
-import socket
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from mimo2codex import __version__
 from mimo2codex.cli import doctor, service, sessions, setup_codex
-from mimo2codex.paths import ADDON, CONFDIR
+from mimo2codex.cli.launcher import access_token, cmd_run, load_rules
+from mimo2codex.cli.client_config import auth_json, codex_config, model_catalog
+from mimo2codex.paths import ADDON
 from mimo2codex.translate import rules
 from mimo2codex.translate.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
 
 DEFAULT_PORT = 8788
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_WEB_PORT = 8081
-LOCAL_PLACEHOLDER_KEY = "mimo2codex-local"
 
 
 def env_flag(name: str) -> bool:
@@ -122,74 +120,6 @@ def parser(prog: str = "launch.py") -> argparse.ArgumentParser:
     return p
 
 
-# ----------------------------------------------------------------------------------------------
-
-
-def load_rules(spec: str) -> rules.Rules:
-    try:
-        return rules.load(spec)
-    except rules.RulesError as e:
-        sys.exit(f"mimo2codex: bad rules: {e}")
-
-
-def proxy_url(host: str, port: int) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
-    return f"http://{shown}:{port}/v1"
-
-
-def codex_config(r: rules.Rules, host: str, port: int, *, env_key: bool = False, catalog: str | None = None) -> str:
-    lines = [f'model = "{r.default_model}"', f'model_provider = "{r.provider}"']
-    if catalog:
-        lines.append(f"model_catalog_json = {json.dumps(catalog)}")  # a JSON string is a TOML basic string
-    lines += ["", f"[model_providers.{r.provider}]", f'name = "{r.name} (via mimo2codex)"',
-              f'base_url = "{proxy_url(host, port)}"', 'wire_api = "responses"']
-    lines.append('env_key = "MIMO2CODEX_KEY"' if env_key else "requires_openai_auth = true")
-    # Retrying is the proxy's job (bounded, Retry-After aware); Codex's own loop would multiply it.
-    lines.append("request_max_retries = 1")
-    # Said explicitly: a Codex that tries a websocket first only learns from a refusal that we speak HTTP.
-    lines.append("supports_websockets = false")
-    return "\n".join(lines)
-
-
-def auth_json(token: bool = False) -> str:
-    # The token itself is never printed: this text ends up in terminals and logs.
-    return json.dumps({"OPENAI_API_KEY": f"<your {TOKEN_ENV}>" if token else LOCAL_PLACEHOLDER_KEY}, indent=2)
-
-
-def access_token(args: argparse.Namespace) -> str:
-    return (getattr(args, "access_token", None) or os.environ.get(TOKEN_ENV, "")).strip()
-
-
-def export_access_token(args: argparse.Namespace) -> str:
-    """Hand the local token to the in-process addon the way the key goes: an option would show in mitmweb."""
-    token = access_token(args)
-    if token:
-        os.environ[TOKEN_ENV] = token
-    print(f"local access token: {'required' if token else 'none'}")
-    return token
-
-
-def model_catalog(r: rules.Rules) -> dict:
-    """A Codex model catalog: with `apply_patch_tool_type: freeform` Codex offers its real apply_patch tool."""
-    levels = {"low": "Fast responses with lighter reasoning", "medium": "Balances speed and reasoning depth",
-              "high": "Greater reasoning depth for complex problems"}
-    models = []
-    for i, m in enumerate(r.models.values()):
-        efforts = [e for e in m.efforts if e in levels] or ["medium"]
-        models.append({
-            "slug": m.id, "display_name": m.id, "description": f"{r.name} via mimo2codex",
-            "apply_patch_tool_type": "freeform", "shell_type": "shell_command", "visibility": "list",
-            "supported_in_api": True, "priority": i + 1, "context_window": m.context or 128000,
-            "supported_reasoning_levels": [{"effort": e, "description": levels.get(e, e)} for e in efforts],
-            "default_reasoning_level": "medium" if "medium" in efforts else efforts[0],
-            "truncation_policy": {"mode": "tokens", "limit": 10000}, "supports_parallel_tool_calls": True,
-            "input_modalities": ["text", "image"] if m.vision else ["text"], "supports_reasoning_summaries": True,
-            "default_reasoning_summary": "none", "support_verbosity": False, "experimental_supported_tools": [],
-            "base_instructions": "You are Codex, a coding agent. Be precise, safe and helpful.",
-        })
-    return {"models": models}
-
-
 def catalog_step(r: rules.Rules, path: str | None) -> tuple[str, str]:
     """(the catalog file, the step that creates it): without the catalog Codex edits files by shell, not apply_patch."""
     if path:
@@ -245,99 +175,6 @@ def cmd_check_rules(args: argparse.Namespace) -> int:
             bad += 1
             print(f"FAIL {e}")
     return 1 if bad else 0
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def mitm_argv(args: argparse.Namespace, r: rules.Rules, base_url: str) -> list[str]:
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(base_url))
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    argv = ["-s", str(ADDON), "--mode", f"reverse:{origin}@{host}:{args.port}",
-            "--set", "connection_strategy=lazy", "--set", f"confdir={CONFDIR}",
-            "--set", f"mimo_rules={args.rules}", "--set", f"mimo_base_url={base_url}"]
-    if args.no_reasoning:
-        argv += ["--set", "mimo_reasoning=false"]
-    if args.hide_reasoning:
-        argv += ["--set", "mimo_show_reasoning=false"]
-    if args.web_search:
-        argv += ["--set", "mimo_web_search=true"]
-    if args.verbose:
-        argv += ["--set", "mimo_verbose=true"]
-    else:
-        argv += ["--set", "flow_detail=0"]
-    if args.web:
-        argv += ["--set", f"web_host={args.host}", "--set", f"web_port={args.web_port}"]
-    if args.routes:
-        argv += ["--set", f"mimo_routes={','.join(args.routes)}"]
-    for option in args.mitm_sets:
-        argv += ["--set", option]
-    return argv + getattr(args, "mitm_extra", [])  # e.g. `record`'s -w FILE
-
-
-def port_free(host: str, port: int) -> bool:
-    """False if something listens there already; exits with the reason if the address is unusable."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                return False
-            sys.exit(f"mimo2codex: cannot listen on {host}:{port}: {e.strerror or e}")
-    return True
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    r = load_rules(args.rules)
-    base_url = r.upstream_url(args.base_url)
-    if not base_url.startswith(("http://", "https://")):
-        sys.exit(f"mimo2codex: --base-url must start with http:// or https://, got {base_url!r}")
-    key = (args.api_key or os.environ.get(r.auth_env, "")).strip()
-    if not key and r.auth_required:
-        sys.exit(f"mimo2codex: no API key for {r.name}.\n"
-                 f"  Set it with:  export {r.auth_env}=sk-...   (or pass --api-key sk-...)\n"
-                 f"  No key yet? `python3 launch.py demo` shows the whole chain offline.")
-    if not port_free(args.host, args.port):
-        sys.exit(f"mimo2codex: {args.host}:{args.port} is already in use; pick another with --port (and update base_url in Codex's config)")
-    if args.web and not port_free(args.host, args.web_port):
-        sys.exit(f"mimo2codex: mitmweb's port {args.web_port} is already in use; pick another with --web-port")
-    if key:
-        os.environ[r.auth_env] = key  # the addon reads it from the environment: never an option, never logged
-    CONFDIR.mkdir(parents=True, exist_ok=True)
-    print(f"mimo2codex v{__version__} listening on http://{args.host}:{args.port}  ({'mitmweb' if args.web else 'mitmdump'})")
-    source = ("--api-key" if args.api_key else r.auth_env) + ": set" if key else "none (not required)"
-    print(f"upstream: {r.name} at {base_url}  (key: {source})")
-    for spec in args.routes:
-        routed = load_rules(spec)
-        have = "set" if os.environ.get(routed.auth_env) or not routed.auth_required else f"MISSING: export {routed.auth_env}=..."
-        print(f"route: model '{routed.provider}/<id>' → {routed.name} at {routed.upstream_url()}"
-              f"  (key {routed.auth_env}: {have})")
-    token = export_access_token(args)
-    if not is_loopback(args.host):
-        print(f"WARNING: listening on {args.host}, not loopback: anyone who can reach this port spends your {r.name} quota"
-              + ("." if token else "; require a local token with --access-token."), file=sys.stderr)
-    print("\n# Point Codex at it: python3 launch.py setup-codex writes this (and the model catalog) into ~/.codex for you")
-    print("# ~/.codex/auth.json\n" + auth_json(bool(token)))
-    print("# ~/.codex/config.toml\n" + codex_config(r, args.host, args.port) + "\n", flush=True)
-    from mitmproxy.tools import main as mitm_main
-
-    argv = mitm_argv(args, r, base_url)
-    if args.web:
-        # In-process argv, so not in `ps`; an unattended proxy (a service) gets a fixed token instead
-        # of a fresh one printed into its log on every start.
-        password = os.environ.get(WEB_PASSWORD_ENV, "").strip()
-        mitm_main.mitmweb(argv + (["--set", f"web_password={password}"] if password else []))
-    else:
-        mitm_main.mitmdump(argv)
-    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

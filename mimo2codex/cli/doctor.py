@@ -116,7 +116,7 @@ def port(host: str, port_: int, token: str, timeout: float) -> Check:
 
 def codex_config(home: Path, r: rules.Rules, proxy_url: str, token: str) -> tuple[Check, dict]:
     """config.toml selects a provider whose base_url is this proxy, with wire_api "responses"; its auth is in place."""
-    from mimo2codex.cli import commands as cli  # print-config's own facts
+    from mimo2codex.cli import client_config  # print-config's own facts
 
     path = home / "config.toml"
     fix = f"python3 launch.py print-config --provider {r.provider} (or setup-codex) and put its lines in {path}"
@@ -149,7 +149,7 @@ def codex_config(home: Path, r: rules.Rules, proxy_url: str, token: str) -> tupl
             sent = ""
         if not sent:
             return Check(False, what + f", but {auth} has no OPENAI_API_KEY",
-                         f"write {auth}: {cli.auth_json(bool(token))}"), config
+                         f"write {auth}: {client_config.auth_json(bool(token))}"), config
         if token and sent != token:
             return Check(False, what + f", but {auth}'s OPENAI_API_KEY is not the proxy's access token",
                          f"put $MIMO2CODEX_ACCESS_TOKEN's value in {auth}"), config
@@ -215,13 +215,13 @@ def mark(ok: bool) -> str:
 
 
 def run(args: argparse.Namespace, environ: dict | None = None, codex_path: str | None = None) -> int:
-    from mimo2codex.cli import commands as cli
+    from mimo2codex.cli import client_config, launcher
 
     env = os.environ if environ is None else environ
-    r = cli.load_rules(args.rules)
+    r = launcher.load_rules(args.rules)
     base_url = r.upstream_url(getattr(args, "base_url", None))
-    token = cli.access_token(args)
-    url = cli.proxy_url(args.host, args.port)
+    token = launcher.access_token(args)
+    url = client_config.proxy_url(args.host, args.port)
     home = codex_home(env)
     print(f"mimo2codex doctor: provider {r.provider}, proxy {url}, Codex home {home}")
     checks = [versions(), key(r, env), upstream(r, base_url, env.get(r.auth_env, "").strip(), args.timeout),

@@ -275,10 +275,10 @@ def run(args: argparse.Namespace, *, home: Path | None = None, environ: Mapping[
 
 
 def install(args, home: Path, env: Mapping[str, str], runner: Runner) -> int:
-    from mimo2codex.cli import commands as cli
+    from mimo2codex.cli import client_config, launcher
 
-    r = cli.load_rules(args.rules)
-    routes = [cli.load_rules(spec) for spec in args.routes]
+    r = launcher.load_rules(args.rules)
+    routes = [launcher.load_rules(spec) for spec in args.routes]
     command = proxy_command(args, r)
     secrets_file = env_file(home, env)
     if args.platform == "windows":
@@ -302,7 +302,7 @@ def install(args, home: Path, env: Mapping[str, str], runner: Runner) -> int:
             print(f"mimo2codex: `{shlex.join(step)}` failed (exit {code}); the files are in place, see `service status`",
                   file=sys.stderr)
             return 1
-    print(f"mimo2codex runs as a service on {cli.proxy_url(args.host, args.port)}; "
+    print(f"mimo2codex runs as a service on {client_config.proxy_url(args.host, args.port)}; "
           "`launch.py service status`, `launch.py service logs`, `launch.py doctor`")
     if m.note:
         print(m.note)

@@ -58,37 +58,37 @@ def _exchanges(path: str):
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from mimo2codex.cli import commands as cli
+    from mimo2codex.cli import launcher
 
     path = Path(args.file).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     args.mitm_extra = ["-w", ("+" if args.append else "") + str(path)]
     print(f"recording to {path} (api keys, Authorization and cookies are redacted before they are written)")
     print(f"afterwards: python3 launch.py show {args.file}   |   python3 launch.py replay {args.file}")
-    return cli.cmd_run(args)
+    return launcher.cmd_run(args)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from mimo2codex.cli import commands as cli
+    from mimo2codex.cli import client_config, launcher
 
     exchanges = _exchanges(args.file)
     translated = [e for e in exchanges if e.translated]
     if not translated:
         sys.exit(f"mimo2codex: {args.file} holds no translated /v1/responses exchange to replay")
-    r = cli.load_rules(args.rules)
-    if not cli.port_free(args.host, args.port):
+    r = launcher.load_rules(args.rules)
+    if not launcher.port_free(args.host, args.port):
         sys.exit(f"mimo2codex: {args.host}:{args.port} is already in use; pick another with --port")
     os.environ.pop(r.auth_env, None)  # a replay never needs the key: keep it out of the process
-    cli.CONFDIR.mkdir(parents=True, exist_ok=True)
-    argv = cli.mitm_argv(args, r, r.base_url)
+    paths.CONFDIR.mkdir(parents=True, exist_ok=True)
+    argv = launcher.mitm_argv(args, r, r.base_url)
     argv += ["--set", f"mimo_replay={Path(args.file).resolve()}", "--set", f"mimo_replay_pace={args.pace}"]
     if args.save:
         argv += ["-w", str(Path(args.save).expanduser().resolve())]
     print(f"mimo2codex replaying {len(translated)} recorded exchanges from {args.file} on http://{args.host}:{args.port}"
           f"  ({'mitmweb' if args.web else 'mitmdump'}; no key, no network)")
-    cli.export_access_token(args)
+    launcher.export_access_token(args)
     print("\n# Point Codex at it exactly as for a live session:")
-    print("# ~/.codex/config.toml\n" + cli.codex_config(r, args.host, args.port) + "\n", flush=True)
+    print("# ~/.codex/config.toml\n" + client_config.codex_config(r, args.host, args.port) + "\n", flush=True)
     from mitmproxy.tools import main as mitm_main
 
     (mitm_main.mitmweb if args.web else mitm_main.mitmdump)(argv)
@@ -103,10 +103,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from mimo2codex.cli import commands as cli
+    from mimo2codex.cli import launcher
     from mimo2codex.sessions import compare
 
-    cli.load_rules(args.rules)  # a bad rules file is a one-line error here, not a traceback from inside compare
+    launcher.load_rules(args.rules)  # a bad rules file is a one-line error here, not a traceback from inside compare
     _exchanges(args.file)
     upstream = "live" if args.live else ("url" if args.compare_url else "replay")
     return compare.run(args.file, upstream=upstream, base_url=args.compare_url, rules_name=args.rules)

@@ -1,7 +1,7 @@
 """`launch.py setup-codex`: write Codex's config.toml, auth.json and model catalog for the proxy.
 
 The stdlib reads TOML but cannot write it, and a user's config.toml carries comments and tables
-of their own, so the merge is textual: the top-level keys of `cli.codex_config` (model, provider,
+of their own, so the merge is textual: the top-level keys of `client_config.codex_config` (model, provider,
 catalog) are replaced in place or added before the first table, and our `[model_providers.<id>]` table is replaced whole or
 appended. Everything else stays byte for byte. Each changed file is first copied to a backup;
 `--dry-run` prints the diffs and writes nothing.
@@ -70,10 +70,10 @@ def merge_config(existing: str, top: dict[str, str], table: str, body: list[str]
 
 def planned(r, host: str, port: int, home: Path, token: str = "") -> dict[Path, str]:
     """The new text of each file setup-codex writes (existing files merged)."""
-    from mimo2codex.cli import commands as cli
+    from mimo2codex.cli import client_config
 
     cat = catalog_path(home, r.provider)
-    snippet = cli.codex_config(r, host, port, catalog=str(cat)).splitlines()
+    snippet = client_config.codex_config(r, host, port, catalog=str(cat)).splitlines()
     split = snippet.index("")
     top = dict(ln.split(" = ", 1) for ln in snippet[:split])
     table, body = snippet[split + 1].strip("[]"), snippet[split + 2:]
@@ -95,10 +95,10 @@ def planned(r, host: str, port: int, home: Path, token: str = "") -> dict[Path, 
         current = {}
     current = current if isinstance(current, dict) else {}
     # requires_openai_auth sends this value as the bearer; the proxy checks it only with an access token
-    current["OPENAI_API_KEY"] = token or cli.LOCAL_PLACEHOLDER_KEY
+    current["OPENAI_API_KEY"] = token or client_config.LOCAL_PLACEHOLDER_KEY
     return {config: merge_config(old, top, table, body),
             auth: json.dumps(current, indent=2) + "\n",
-            cat: json.dumps(cli.model_catalog(r), indent=1) + "\n"}
+            cat: json.dumps(client_config.model_catalog(r), indent=1) + "\n"}
 
 
 def _shown(path: Path, text: str, token: str) -> str:
@@ -144,13 +144,13 @@ def add_parser(sub, add_common) -> None:
 
 
 def cmd_setup_codex(args: argparse.Namespace) -> int:
-    from mimo2codex.cli import commands as cli
+    from mimo2codex.cli import client_config, launcher
 
-    r = cli.load_rules(args.rules)
+    r = launcher.load_rules(args.rules)
     home = codex_home()
-    token = cli.access_token(args)
+    token = launcher.access_token(args)
     print(f"Codex home: {home}" + ("  (from CODEX_HOME)" if os.environ.get("CODEX_HOME") else ""))
     apply(planned(r, args.host, args.port, home, token), dry_run=args.dry_run, token=token)
     if not args.dry_run:
-        print(f"\nStart the proxy (python3 launch.py) and run codex: model {r.default_model} via {cli.proxy_url(args.host, args.port)}")
+        print(f"\nStart the proxy (python3 launch.py) and run codex: model {r.default_model} via {client_config.proxy_url(args.host, args.port)}")
     return 0
