@@ -32,7 +32,6 @@ TOO_LONG = {
     "mimo2codex/translate/request.py": "one mapping, Responses input -> Chat messages with history repair; not split yet",
     "mimo2codex/translate/rules.py": "SCHEMA (data) + loader + the Rules model; not split yet",
     "mimo2codex/translate/stream.py": "to be split along the state machine's seams",
-    "mimo2codex/fakes/chat_server.py": "to be split: validation table, renderer, HTTP server",
     "mimo2codex/fakes/providers.py": "one strict profile per provider, each a screen long",
 }
 

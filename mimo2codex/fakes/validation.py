@@ -1,0 +1,400 @@
+"""What a strict provider refuses: the request checks of `Profile`, one `check_*` per rule.
+
+A mixin of `Profile`: the messages come from `Profile.TEXTS` (the table a provider overrides), the
+limits from its class attributes and `ModelInfo`. No HTTP, no rendering here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable
+
+from .reply import Reply
+from .turn import ModelInfo, Turn, content_text
+from .wire import _MEDIA_PARTS, FakeError, orjson_style_error
+
+
+class Validation:
+    # ---- validation ------------------------------------------------------------------------
+    def invalid_json(self, detail: str) -> FakeError:
+        return self.bad("invalid_json", detail=detail)
+
+    def validate(self, body: Any, raw_size: int) -> Turn:
+        if not isinstance(body, dict):
+            raise self.bad("not_object")
+        self.check_foreign_fields(body)
+        model = self.check_model(body)
+        info = self.models[model]
+        messages = self.check_messages_present(body)
+        stream, include_usage = self.check_params(body, info)
+        functions, web_search = self.check_tools(body, info)
+        self.check_message_shapes(messages)
+        self.check_modalities(messages, info)
+        self.check_parts(messages)
+        self.check_pairing(messages)
+        self.check_arguments(messages)
+        thinking = self.resolve_thinking(body, info)
+        self.check_passback(messages, thinking)
+        return Turn(body=body, model=model, info=info, stream=stream, include_usage=include_usage,
+                    thinking=thinking, functions=functions, web_search=web_search, raw_size=raw_size,
+                    effective=self.effective_params(body, info, thinking))
+
+    def check_foreign_fields(self, body: dict) -> None:
+        for f in self.reject_fields:
+            if f in body:
+                raise self.bad("foreign_field", field=f)
+
+    def check_model(self, body: dict) -> str:
+        model = body.get("model")
+        if model is None:
+            raise self.bad("not_set", field="model")
+        if not isinstance(model, str):
+            raise self.bad("bad_type", field="model", expected="Input should be a valid string")
+        if model in self.retired:
+            raise FakeError(404, self.error_body(404, "Model Not Found", self.TEXTS["retired_model"].format(
+                model=model, target=self.retired[model])))
+        if model not in self.models:
+            raise self.bad("unknown_model", model=model)
+        return model
+
+    def check_messages_present(self, body: dict) -> list:
+        if "messages" not in body:
+            raise self.bad("not_set", field="messages")
+        messages = body["messages"]
+        if not isinstance(messages, list):
+            raise self.bad("bad_type", field="messages", expected="Input should be a valid list")
+        if not messages:
+            raise self.bad("empty_messages")
+        return messages
+
+    def _number(self, body: dict, key: str, lo: float, hi: float) -> None:
+        if key in body and body[key] is not None:
+            v = body[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise self.bad("bad_type", field=key, expected="Input should be a valid number")
+            if not lo <= v <= hi:
+                raise self.bad("range", field=key, lo=lo, hi=hi)
+
+    def check_params(self, body: dict, info: ModelInfo) -> tuple[bool, bool]:
+        if "n" in body:
+            raise self.bad("n")
+        self.check_max_tokens(body, info)
+        if "reasoning_effort" in body and body["reasoning_effort"] not in info.efforts:
+            raise self.bad("effort", allowed=self.quote_list(info.efforts))
+        if "thinking" in body:
+            t = body["thinking"]
+            if not isinstance(t, dict) or t.get("type") not in ("enabled", "disabled"):
+                raise self.bad("thinking_type")
+        rf = body.get("response_format")
+        if rf is not None:
+            rtype = rf.get("type") if isinstance(rf, dict) else rf
+            if rtype not in ("text", "json_object"):
+                raise self.bad("response_format", rtype=rtype)
+        for key, lo, hi in (("temperature", 0, 1.5), ("top_p", 0.01, 1.0),
+                            ("frequency_penalty", -2, 2), ("presence_penalty", -2, 2)):
+            self._number(body, key, lo, hi)
+        if "stop" in body and body["stop"] is not None:
+            stop = body["stop"]
+            if not (isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= 4
+                                              and all(isinstance(s, str) for s in stop))):
+                raise self.bad("bad_type", field="stop", expected="Input should be a string or a list of at most 4 strings")
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise self.bad("bad_type", field="stream", expected="Input should be a valid boolean")
+        include_usage = False
+        so = body.get("stream_options")
+        if so is not None:
+            if not stream:
+                raise self.bad("stream_options")
+            if not isinstance(so, dict) or not isinstance(so.get("include_usage", False), bool):
+                raise self.bad("bad_type", field="stream_options", expected="Input should be an object {include_usage: bool}")
+            include_usage = so.get("include_usage", False)
+        if "parallel_tool_calls" in body and not isinstance(body["parallel_tool_calls"], bool):
+            raise self.bad("bad_type", field="parallel_tool_calls", expected="Input should be a valid boolean")
+        tc = body.get("tool_choice")
+        if tc is not None and not isinstance(tc, (str, dict)):
+            raise self.bad("bad_type", field="tool_choice", expected="Input should be a string or an object")
+        return stream, include_usage
+
+    @staticmethod
+    def quote_list(items: Iterable[str]) -> str:
+        q = [f"'{i}'" for i in items]
+        return q[0] if len(q) == 1 else ", ".join(q[:-1]) + " or " + q[-1]
+
+    def check_max_tokens(self, body: dict, info: ModelInfo) -> None:
+        present = {}
+        for key in ("max_completion_tokens", "max_tokens"):
+            if key in body and body[key] is not None:
+                v = body[key]
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise self.bad("bad_type", field=key, expected="Input should be a valid integer")
+                if v < 1:
+                    raise self.bad("range", field=key, lo=1, hi=info.max_output)
+                if v > info.max_output:
+                    raise self.bad("too_large", field=key, value=v, cap=info.max_output)
+                present[key] = v
+        if len(present) == 2 and present["max_tokens"] != present["max_completion_tokens"]:
+            raise self.bad("tokens_conflict", a=present["max_tokens"], b=present["max_completion_tokens"])
+
+    def check_tools(self, body: dict, info: ModelInfo) -> tuple[tuple[str, ...], bool]:
+        tools = body.get("tools")
+        if tools is None:
+            return (), False
+        if not isinstance(tools, list):
+            raise self.bad("bad_type", field="tools", expected="Input should be a valid list")
+        names: list[str] = []
+        web_search = False
+        for t in tools:
+            ttype = t.get("type") if isinstance(t, dict) else None
+            if ttype not in self.tool_types:
+                raise self.bad("tool_type", ttype=ttype, tags=", ".join(f"'{x}'" for x in self.tool_types))
+            if ttype == "function":
+                names.append(self.check_function_tool(t))
+            else:
+                self.check_builtin_tool(t, info)
+                web_search = web_search or ttype == "web_search"
+        seen: set[str] = set()
+        for n in names:
+            if n in seen:
+                raise self.bad("dup_tools", name=n)
+            seen.add(n)
+        return tuple(names), web_search
+
+    def check_function_tool(self, t: dict) -> str:
+        fn = t.get("function")
+        if not isinstance(fn, dict) or fn.get("name") is None:
+            raise self.bad("not_set", field="name")
+        name = fn["name"]
+        if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", name):
+            raise self.bad("tool_name", name=name)
+        if "strict" in fn and not isinstance(fn["strict"], bool):
+            raise self.bad("strict")
+        if "parameters" in fn and not isinstance(fn["parameters"], dict):
+            raise self.bad("bad_type", field="parameters", expected="Input should be a valid dictionary")
+        if "description" in fn and not isinstance(fn["description"], str):
+            raise self.bad("bad_type", field="description", expected="Input should be a valid string")
+        return name
+
+    def check_builtin_tool(self, t: dict, info: ModelInfo) -> None:
+        pass
+
+    def check_message_shapes(self, messages: list) -> None:
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict):
+                raise self.bad("bad_type", field=f"messages[{i}]", expected="Input should be a valid dictionary")
+            role = m.get("role")
+            if role not in self.allowed_roles:
+                raise self.bad("bad_role", role=role, tags=", ".join(f"'{r}'" for r in self.allowed_roles))
+            for k in m:
+                if k not in self.message_keys:
+                    raise self.bad("unknown_message_key", index=i, key=k)
+            if "content" in m and m["content"] is None and not (role == "assistant" and self.assistant_content_null_ok):
+                raise self.bad("content_null", index=i)
+            getattr(self, f"check_{role}_message")(i, m)
+
+    def _text_parts_only(self, i: int, content: Any, role: str) -> None:
+        if isinstance(content, str):
+            return
+        if not isinstance(content, list):
+            raise self.bad("bad_type", field=f"messages[{i}].content", expected="Input should be a string or a list of parts")
+        for j, p in enumerate(content):
+            if not isinstance(p, dict) or p.get("type") != "text":
+                raise self.bad("bad_part", index=i, part=j, ptype=p.get("type") if isinstance(p, dict) else p)
+            if not isinstance(p.get("text"), str):
+                raise self.bad("not_set", field="text")
+
+    def check_system_message(self, i: int, m: dict) -> None:
+        if "content" not in m:
+            raise self.bad("not_set", field="content")
+        self._text_parts_only(i, m["content"], "system")
+
+    check_developer_message = check_system_message
+
+    def check_user_message(self, i: int, m: dict) -> None:
+        if "content" not in m:
+            raise self.bad("not_set", field="content")
+        self._check_rich_content(i, m["content"])
+
+    def _check_rich_content(self, i: int, content: Any) -> None:
+        if isinstance(content, str):
+            return
+        if not isinstance(content, list):
+            raise self.bad("bad_type", field=f"messages[{i}].content", expected="Input should be a string or a list of parts")
+        for j, p in enumerate(content):
+            ptype = p.get("type") if isinstance(p, dict) else p
+            if ptype == "text":
+                if not isinstance(p.get("text"), str):
+                    raise self.bad("not_set", field="text")
+            elif ptype == "image_url":
+                iu = p.get("image_url")
+                if not isinstance(iu, dict) or not isinstance(iu.get("url"), str):
+                    raise self.bad("bad_type", field=f"messages[{i}].content[{j}].image_url",
+                                   expected="Input should be an object with a string `url`")
+                if not iu["url"].startswith(("data:", "https://", "http://")):
+                    raise self.bad("bad_type", field=f"messages[{i}].content[{j}].image_url.url",
+                                   expected="Input should be an http(s) URL or a data: URL")
+            elif ptype == "input_audio":
+                ia = p.get("input_audio")
+                if not isinstance(ia, dict) or not isinstance(ia.get("data"), str):
+                    raise self.bad("bad_type", field=f"messages[{i}].content[{j}].input_audio",
+                                   expected="Input should be an object with a string `data`")
+            elif ptype == "video_url":
+                vu = p.get("video_url")
+                if not isinstance(vu, dict) or not isinstance(vu.get("url"), str):
+                    raise self.bad("bad_type", field=f"messages[{i}].content[{j}].video_url",
+                                   expected="Input should be an object with a string `url`")
+                for holder in (vu, p):
+                    fps = holder.get("fps")
+                    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0.1 <= fps <= 10):
+                        raise self.bad("range", field="fps", lo=0.1, hi=10)
+                    mr = holder.get("media_resolution")
+                    if mr is not None and mr not in ("default", "max"):
+                        raise self.bad("bad_type", field="media_resolution", expected="Input should be 'default' or 'max'")
+            else:
+                raise self.bad("bad_part", index=i, part=j, ptype=ptype)
+
+    def check_assistant_message(self, i: int, m: dict) -> None:
+        calls = m.get("tool_calls")
+        if "content" in m and m["content"] is not None:
+            self._text_parts_only(i, m["content"], "assistant")
+        elif not calls:
+            raise self.bad("assistant_empty", index=i)
+        rc = m.get("reasoning_content")
+        if rc is not None and not isinstance(rc, str):
+            raise self.bad("bad_type", field=f"messages[{i}].reasoning_content", expected="Input should be a valid string")
+        if "tool_calls" in m:
+            if not isinstance(calls, list) or not calls:
+                raise self.bad("bad_type", field=f"messages[{i}].tool_calls", expected="Input should be a non-empty list")
+            for j, c in enumerate(calls):
+                if not isinstance(c, dict):
+                    raise self.bad("bad_tool_call", index=i, call=j, detail="Input should be a valid dictionary")
+                if not isinstance(c.get("id"), str) or not c["id"]:
+                    raise self.bad("bad_tool_call", index=i, call=j, detail="`id` is not set")
+                if c.get("type", "function") != "function":
+                    raise self.bad("bad_tool_call", index=i, call=j, detail="Input should be 'function'")
+                fn = c.get("function")
+                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+                    raise self.bad("bad_tool_call", index=i, call=j, detail="`function.name` is not set")
+                if not isinstance(fn.get("arguments"), str):
+                    raise self.bad("bad_tool_call", index=i, call=j, detail="`function.arguments` must be a string")
+
+    def check_tool_message(self, i: int, m: dict) -> None:
+        tcid = m.get("tool_call_id")
+        if tcid is None:
+            raise self.bad("not_set", field="tool_call_id")
+        if not isinstance(tcid, str) or not tcid:
+            raise self.bad("bad_type", field="tool_call_id", expected="Input should be a non-empty string")
+        if "content" not in m:
+            raise self.bad("not_set", field="content")
+        self._check_rich_content(i, m["content"])
+
+    def check_modalities(self, messages: list, info: ModelInfo) -> None:
+        for m in messages:
+            for p in m.get("content") if isinstance(m.get("content"), list) else ():
+                kind = _MEDIA_PARTS.get(p.get("type"))
+                if kind and kind not in info.modalities:
+                    raise FakeError(404, self.error_body(404, self.TEXTS["no_media"]))
+
+    def check_parts(self, messages: list) -> None:
+        if not self.image_needs_text:
+            return
+        for m in messages:
+            content = m.get("content")
+            if not isinstance(content, list):
+                continue
+            types = {p.get("type") for p in content}
+            if m["role"] == "tool" and types - {"text"}:
+                # Tool results carrying media break MiMo's template even next to text: keep them strings.
+                raise self.bad("text_not_set")
+            if "image_url" in types and "text" not in types:
+                raise self.bad("text_not_set")
+
+    def check_pairing(self, messages: list) -> None:
+        i = 0
+        while i < len(messages):
+            m = messages[i]
+            if m["role"] == "tool":
+                raise self.bad("orphan_tool", index=i, id=m.get("tool_call_id"))
+            if m["role"] == "assistant" and m.get("tool_calls"):
+                wanted = [c["id"] for c in m["tool_calls"]]
+                pending = list(wanted)
+                j = i + 1
+                while j < len(messages) and messages[j]["role"] == "tool":
+                    tid = messages[j].get("tool_call_id")
+                    if tid not in pending:
+                        raise self.bad("orphan_tool", index=j, id=tid)
+                    pending.remove(tid)
+                    j += 1
+                if pending:
+                    raise self.bad("missing_tool_results", ids=", ".join(pending))
+                i = j
+                continue
+            i += 1
+
+    def check_arguments(self, messages: list) -> None:
+        for m in messages:
+            for c in m.get("tool_calls") or () if m["role"] == "assistant" else ():
+                err = orjson_style_error(c["function"]["arguments"])
+                if err is not None:
+                    raise FakeError(400, self.error_body(400, err, "", "BadRequest"))
+
+    def resolve_thinking(self, body: dict, info: ModelInfo) -> bool:
+        thinking = info.thinking_default
+        explicit = body.get("thinking", {}).get("type") if isinstance(body.get("thinking"), dict) else None
+        if explicit is not None:
+            thinking = explicit == "enabled"
+        effort = body.get("reasoning_effort")
+        if info.effort_off is not None and effort == info.effort_off:
+            if explicit == "enabled":
+                raise self.bad("thinking_conflict", effort=effort)
+            thinking = False
+        return thinking
+
+    def check_passback(self, messages: list, thinking: bool) -> None:
+        if not thinking or self.passback is None:
+            return
+        for m in messages:
+            if m["role"] != "assistant":
+                continue
+            if self.passback == "tool_calls" and not m.get("tool_calls"):
+                continue
+            rc = m.get(self.reasoning_field)
+            if not isinstance(rc, str) or not rc.strip():
+                raise self.bad("passback")
+
+    def effective_params(self, body: dict, info: ModelInfo, thinking: bool) -> dict:
+        """What the service actually honours (recorded so tests can assert it)."""
+        eff = {"thinking": thinking, "tool_choice": "auto",
+               "reasoning_effort": body.get("reasoning_effort"),
+               "max_completion_tokens": body.get("max_completion_tokens", body.get("max_tokens"))}
+        if thinking:
+            eff.update(temperature=1.0, top_p=0.95)
+        else:
+            eff.update(temperature=body.get("temperature"), top_p=body.get("top_p"))
+        return eff
+
+    # ---- reply generation ------------------------------------------------------------------
+    def make_reply(self, spec: dict) -> Reply:
+        return Reply.from_spec(spec, self.finish_reasons)
+
+    def default_spec(self, turn: Turn) -> dict:
+        """Deterministic answer for unscripted requests (demo, benchmarks)."""
+        last = turn.last_message()
+        if last.get("role") == "tool":
+            out = content_text(last.get("content"))[:200]
+            return {"reasoning": "The tool returned its output.",
+                    "text": f"{self.default_speaker} received tool output: {out}"}
+        said = turn.last_user_text()[:500]
+        return {"reasoning": f"The user said: {said}", "text": f"{self.default_speaker} received: {said}"}
+
+    def check_reply(self, turn: Turn, reply: Reply) -> None:
+        """A real model cannot call a function the request did not declare: a script that does so
+        hides a translator bug (tools dropped), so it fails loudly instead."""
+        if reply.allow_undeclared_tools:
+            return
+        for c in reply.tool_calls:
+            if c.name not in turn.functions:
+                raise FakeError(500, {"error": {
+                    "message": f"fake script error: reply calls {c.name!r} but the request declared "
+                               f"functions {list(turn.functions)} (set allow_undeclared_tools to script this)",
+                    "type": "fake_script_error", "code": "500", "param": ""}})
