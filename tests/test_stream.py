@@ -20,7 +20,7 @@ from openai.lib.streaming.responses._responses import ResponseStreamState
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from mimo2codex.translate import envelope, rules, stream as stream_mod
+from mimo2codex.translate import envelope, rules, stream as stream_mod, stream_tools, turn as turn_mod
 from mimo2codex.translate.hooks import REGISTRY
 from mimo2codex.translate.jsonfix import complete_json, salvage_json
 from mimo2codex.translate.stream import ResponsesStream, translate_body
@@ -219,7 +219,7 @@ def counter_ids(monkeypatch):
     def new_id(prefix: str) -> str:
         return f"{prefix}_{next(counters.setdefault(prefix, itertools.count())):024x}"
 
-    monkeypatch.setattr(stream_mod, "new_id", new_id)
+    monkeypatch.setattr(turn_mod, "new_id", new_id)
     return counters
 
 
@@ -787,7 +787,7 @@ def test_done_after_nothing_usable_fails():
 ])
 def test_salvage(raw, want):
     assert json.loads(salvage_json(raw)) == want
-    assert json.loads(stream_mod._fix_args(raw)[0]) == want
+    assert json.loads(stream_tools._fix_args(raw)[0]) == want
 
 
 def test_salvage_gives_up_on_nonsense():
@@ -969,7 +969,7 @@ def run_both(body: list[bytes], cut: str, rnd: random.Random, monkeypatch, **tur
     real = stream_mod._loads
     for fast in (True, False):
         ids = itertools.count()
-        monkeypatch.setattr(stream_mod, "new_id", lambda prefix: f"{prefix}_{next(ids)}")
+        monkeypatch.setattr(turn_mod, "new_id", lambda prefix: f"{prefix}_{next(ids)}")
         calls = itertools.count()
         monkeypatch.setattr(stream_mod, "_loads", lambda p: (next(calls), real(p))[1])
         s = ResponsesStream(make_turn(created_at=1776848906, response_id="resp_1", **turn_kw), RULES)
