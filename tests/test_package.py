@@ -85,6 +85,20 @@ def test_demo_runs_from_the_installed_copy(installed):
     assert (installed["tmp"] / "cache" / "mimo2codex" / "mitmproxy").is_dir()  # not the checkout's .cache
 
 
+def test_service_of_an_installed_copy_runs_the_installed_module(installed):
+    # An installed copy has no launch.py: the unit must start `python -m mimo2codex`, which must work.
+    out = subprocess.run([str(installed["bin"] / "mimo2codex"), "service", "install", "--print", "--platform", "linux"],
+                         capture_output=True, text=True, cwd=installed["tmp"], timeout=60,
+                         env={**installed["env"], "MIMO_API_KEY": "sk-package-test-0000"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    [start] = [line for line in out.stdout.splitlines() if line.startswith("ExecStart=")]
+    assert " -m mimo2codex --port 8788 " in start and "launch.py" not in out.stdout
+    assert "sk-package-test-0000" not in out.stdout
+    helped = subprocess.run([str(installed["python"]), "-m", "mimo2codex", "--help"], capture_output=True, text=True,
+                            cwd=installed["tmp"], env=installed["env"], timeout=60)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: mimo2codex"), helped.stderr
+
+
 def test_mitmdump_runs_the_addon_path_it_prints(installed):
     out = run(installed, "addon-path")
     assert out.returncode == 0, out.stderr

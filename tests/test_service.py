@@ -207,7 +207,7 @@ def test_systemd_accepts_the_unit_even_with_awkward_paths(tmp_path):
 
 def start_like_a_service_manager(argv: list[str], env: dict, log: Path) -> subprocess.Popen:
     return subprocess.Popen(argv, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, cwd=str(service.ROOT))
+                            start_new_session=True, cwd=str(service.paths.HOME))
 
 
 def bare_env() -> dict:

@@ -24,14 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+from mimo2codex import paths
 from mimo2codex.translate import rules
 from mimo2codex.translate.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
 
 NAME = "mimo2codex"
 UNIT = f"{NAME}.service"
 LABEL = "com.mimo2codex.proxy"
-ROOT = Path(__file__).resolve().parents[2]
-LAUNCH = ROOT / "launch.py"
+LAUNCH = paths.HOME / "launch.py"
+# A checkout runs launch.py (its venv bootstrap); an installed copy has no launch.py: its own module.
+START = [str(LAUNCH)] if paths.IN_CHECKOUT else ["-m", "mimo2codex"]
 Runner = Callable[[list[str]], int]
 
 
@@ -64,9 +66,9 @@ def log_path(home: Path) -> Path:
 
 
 def proxy_command(args: argparse.Namespace, r: rules.Rules, python: str = sys.executable) -> list[str]:
-    """launch.py with the user's chosen flags, spelled out (env defaults at install time become flags)."""
+    """The proxy command with the user's chosen flags, spelled out (env defaults at install time become flags)."""
     spec = args.rules if Path(args.rules).suffix == "" and not Path(args.rules).is_file() else str(Path(args.rules).resolve())
-    argv = [python, str(LAUNCH), "--port", str(args.port), "--host", args.host, "--provider", spec]
+    argv = [python, *START, "--port", str(args.port), "--host", args.host, "--provider", spec]
     if args.base_url:
         argv += ["--base-url", args.base_url]
     for flag in ("no_reasoning", "hide_reasoning", "web_search", "verbose"):
@@ -158,7 +160,7 @@ def systemd_path(path: Path) -> str:
 def systemd_unit(command: list[str], secrets_file: Path, r: rules.Rules) -> str:
     return f"""[Unit]
 Description=mimo2codex: Codex on {r.name} through mitmproxy
-Documentation=file://{ROOT / 'README.md'}
+Documentation=file://{paths.HOME / 'README.md'}
 After=network-online.target
 Wants=network-online.target
 # A port taken by another program is not fixed by restarting forever.
@@ -169,7 +171,7 @@ StartLimitBurst=5
 Type=simple
 # Keys and tokens live in this file (mode 0600), never in this unit.
 EnvironmentFile={systemd_path(secrets_file)}
-WorkingDirectory={systemd_path(ROOT)}
+WorkingDirectory={systemd_path(paths.HOME)}
 ExecStart={' '.join(systemd_quote(a) for a in command)}
 Restart=on-failure
 RestartSec=5
@@ -187,7 +189,7 @@ def launchd_plist(command: list[str], secrets_file: Path, log: Path) -> bytes:
     return plistlib.dumps({
         "Label": LABEL,
         "ProgramArguments": ["/bin/sh", "-c", SOURCE_AND_EXEC, str(secrets_file), *command],
-        "WorkingDirectory": str(ROOT),
+        "WorkingDirectory": str(paths.HOME),
         "RunAtLoad": True,
         "KeepAlive": {"SuccessfulExit": False},
         "ThrottleInterval": 5,
