@@ -35,6 +35,7 @@ from mimo2codex.stream import ResponsesStream, translate_body  # noqa: E402
 from mimo2codex.turn import Turn  # noqa: E402
 
 from addon import guard  # noqa: E402
+from addon import nodump  # noqa: E402
 from addon import reloading  # noqa: E402
 from addon import rules_watch  # noqa: E402
 from addon import webguard  # noqa: E402
@@ -427,6 +428,7 @@ def write_to_client(flow: http.HTTPFlow, data: bytes) -> bool:
 
 
 reloading.script_loaded()
-addons = [webguard.FrozenOptions(), webguard.WebGuard(),  # mitmweb's API: see addon/webguard.py
+addons = [nodump.NoDump(),  # first: the key is in this process's environment
+          webguard.FrozenOptions(), webguard.WebGuard(),  # mitmweb's API: see addon/webguard.py
           guard.Guard(), MimoTranslate(), guard.WireSecrets(),  # order matters: see addon/guard.py
           replay.Replay(), recorder.Recorder(), rules_watch.RulesWatch()]

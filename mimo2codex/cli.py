@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mimo2codex import __version__, doctor, rules, service, sessions, setup_codex
+from mimo2codex import __version__, doctor, nodump, rules, service, sessions, setup_codex
 from mimo2codex.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -295,6 +295,7 @@ def port_free(host: str, port: int) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    nodump.forbid()  # before anything else: this process holds the key (the addon does it again at load)
     r = load_rules(args.rules)
     base_url = r.upstream_url(args.base_url)
     if not base_url.startswith(("http://", "https://")):

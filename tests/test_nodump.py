@@ -1,0 +1,169 @@
+"""The proxy's memory is closed to other processes of the same user (mimo2codex/nodump.py).
+
+The attack is real: a process of the proxy's own user (what a command Codex runs for the model is)
+reads `/proc/<pid>/environ`, `/proc/<pid>/mem` and tries ptrace on a running mitmdump (started
+both ways: `mitmdump -s addon/mimo.py` and `launch.py`), which holds a key the fake provider checks.
+The same attack against a plain `sleep` of that user with the key in its environment must succeed:
+it shows the attack works on this machine, so the refusal is the hardening's doing.
+
+Root passes every such check, so when the suite runs as root the proxy and the attacker run as
+`nobody` if that user can run this interpreter, else as root without any capability (same uid,
+no CAP_SYS_PTRACE: the kernel's rule for non-dumpable processes is the same).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from mimo2codex import nodump, proxyproc
+from mimo2codex.fakes.mimo import FakeMimo
+from tests.support.faults import call, check_answer, responses_body
+
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_DUMPABLE and /proc are Linux's")]
+
+KEY = "sk-nodump-" + os.urandom(8).hex()
+NOBODY = 65534
+DROP_CAPS = ("--bounding-set=-all", "--inh-caps=-all", "--ambient-caps=-all", "--no-new-privs")
+
+# What a same-user process can try. The key comes on stdin so it is in no command line.
+ATTACK = r"""
+import ctypes, json, sys
+pid, key = int(sys.argv[1]), sys.stdin.read().encode()
+out = {}
+try:
+    out["environ"] = key in open(f"/proc/{pid}/environ", "rb").read()
+except OSError as e:
+    out["environ"] = e.strerror
+try:  # the environment block sits at the top of the stack: read it back through /proc/<pid>/mem
+    stack = next(line.split()[0] for line in open(f"/proc/{pid}/maps") if line.rstrip().endswith("[stack]"))
+    lo, hi = (int(x, 16) for x in stack.split("-"))
+    with open(f"/proc/{pid}/mem", "rb") as mem:
+        mem.seek(lo)
+        out["mem"] = key in mem.read(hi - lo)
+except OSError as e:
+    out["mem"] = e.strerror
+libc = ctypes.CDLL(None, use_errno=True)
+PTRACE_SEIZE = 0x4206  # attaches without stopping the tracee; our exit detaches
+out["ptrace"] = libc.ptrace(PTRACE_SEIZE, pid, None, None) == 0 or ctypes.get_errno()
+print(json.dumps(out))
+"""
+
+
+def _runs_as(prefix: list[str]) -> bool:
+    try:
+        return subprocess.run([*prefix, sys.executable, "-c", "import mitmproxy, mimo2codex"], cwd=str(proxyproc.ROOT),
+                              capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="module")
+def identity() -> tuple[list[str], int | None]:
+    """(prefix that runs a program as the unprivileged identity, uid to own its files or None)."""
+    if os.geteuid() != 0:
+        return [], None
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and no setpriv to drop privileges with")
+    nobody = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    if _runs_as(nobody):
+        return nobody, NOBODY
+    capless = [setpriv, *DROP_CAPS]  # e.g. the interpreter lives under /root, which nobody cannot enter
+    if _runs_as(capless):
+        return capless, None
+    pytest.skip("cannot run this interpreter as an unprivileged identity (neither nobody nor root without capabilities)")
+
+
+@pytest.fixture
+def home(identity) -> Path:
+    """A HOME / mitmproxy confdir the identity can write."""
+    d = Path(tempfile.mkdtemp(prefix="m2c-nodump-"))
+    if identity[1] is not None:
+        os.chown(d, identity[1], identity[1])
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def attack(identity, pid: int) -> dict:
+    r = subprocess.run([*identity[0], sys.executable, "-c", ATTACK, str(pid)], input=KEY, capture_output=True,
+                       text=True, timeout=60, cwd="/")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_the_attack_works_on_a_dumpable_process_of_the_same_user(identity):
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MIMO_API_KEY": KEY}
+    control = subprocess.Popen([*identity[0], "sleep", "60"], env=env, start_new_session=True)
+    try:
+        time.sleep(0.2)  # let setpriv exec sleep: the pid is then sleep's
+        assert attack(identity, control.pid) == {"environ": True, "mem": True, "ptrace": True}
+    finally:
+        control.kill()
+        control.wait()
+
+
+# launch.py's own path (cli.cmd_run running mitmdump in-process), with a confdir the identity can write.
+LAUNCH = "import sys; from pathlib import Path; from mimo2codex import cli; cli.CONFDIR = Path(sys.argv[1]); sys.exit(cli.main(sys.argv[2:]))"
+
+
+def _launch_py(identity, home: Path, upstream: str, log: Path) -> proxyproc.Proxy:
+    port = proxyproc.free_port()
+    argv = [*identity[0], sys.executable, "-c", LAUNCH, str(home), "--port", str(port), "--base-url", upstream]
+    env = {**os.environ, "MIMO_API_KEY": KEY, "HOME": str(home)}
+    proc = subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=env, start_new_session=True, cwd=str(proxyproc.ROOT))
+    proxy = proxyproc.Proxy(proc, port, log)
+    try:
+        proxyproc.wait_port(port, proc)
+    except Exception:
+        proxy.stop()
+        raise
+    return proxy
+
+
+def _mitmdump(identity, home: Path, upstream: str, log: Path) -> proxyproc.Proxy:
+    return proxyproc.start(upstream, key=KEY, confdir=home, env={"HOME": str(home)}, log_path=log, prefix=tuple(identity[0]))
+
+
+@pytest.mark.parametrize("start", [_mitmdump, _launch_py], ids=["mitmdump-s-addon", "launch.py-in-process"])
+def test_a_same_user_process_cannot_read_the_key_from_the_running_proxy(identity, home, start):
+    with FakeMimo(keys=(KEY,)).start() as fake:
+        fake.queue({"text": "served with the key"})
+        proxy = start(identity, home, fake.base_url, home / "proxy.log")
+        try:
+            answer = call(proxy.port, responses_body())  # the fake refuses any other key with a 401
+            assert check_answer(answer)[0] == "completed", proxy.log()
+            assert "served with the key" in answer.body.decode()
+            got = attack(identity, proxy.proc.pid)
+            assert got["environ"] is not True and got["mem"] is not True and got["ptrace"] is not True, got
+            assert got["environ"] == "Permission denied", got
+            assert got["ptrace"] == 1, got  # EPERM
+        finally:
+            proxy.stop()
+        assert KEY not in proxy.log()
+
+
+def test_forbid_clears_the_dumpable_flag_of_its_own_process_only():
+    code = ("from mimo2codex import nodump; import subprocess, sys; before = nodump.dumpable(); ok = nodump.forbid(); "
+            "child = subprocess.run([sys.executable, '-c', 'from mimo2codex import nodump; print(nodump.dumpable())'], "
+            "capture_output=True, text=True).stdout.strip(); print(before, ok, nodump.dumpable(), child)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(proxyproc.ROOT), timeout=60)
+    assert out.stdout.split() == ["True", "True", "False", "True"], out.stderr  # execve resets it for children
+
+
+def test_forbid_is_a_logged_no_op_where_there_is_no_prctl(monkeypatch, caplog):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    with caplog.at_level("DEBUG", logger="mimo2codex"):
+        assert nodump.forbid() is False
+    assert "no PR_SET_DUMPABLE on darwin" in caplog.text
+    assert nodump.dumpable() is None
