@@ -1,10 +1,12 @@
-"""The proxy's memory is closed to other processes of the same user (mimo2codex/nodump.py).
+"""The proxy's memory is closed to other processes of the same user (addon/keyguard.py).
 
 The attack is real: a process of the proxy's own user (what a command Codex runs for the model is)
 reads `/proc/<pid>/environ`, `/proc/<pid>/mem` and tries ptrace on a running mitmdump (started
 both ways: `mitmdump -s addon/mimo.py` and `launch.py`), which holds a key the fake provider checks.
 The same attack against a plain `sleep` of that user with the key in its environment must succeed:
 it shows the attack works on this machine, so the refusal is the hardening's doing.
+A browser mitmweb opens does not inherit the key, though the proxy's own /proc/<pid>/environ
+(root's to read now) still shows it: unsetting a variable does not rewrite that block.
 
 Root passes every such check, so when the suite runs as root the proxy and the attacker run as
 `nobody` if that user can run this interpreter, else as root without any capability (same uid,
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from mimo2codex import nodump, proxyproc
+from mimo2codex import nodump, proxyproc, secrets
 from mimo2codex.fakes.mimo import FakeMimo
 from tests.support.faults import call, check_answer, responses_body
 
@@ -167,3 +169,52 @@ def test_forbid_is_a_logged_no_op_where_there_is_no_prctl(monkeypatch, caplog):
         assert nodump.forbid() is False
     assert "no PR_SET_DUMPABLE on darwin" in caplog.text
     assert nodump.dumpable() is None
+
+
+def test_a_browser_mitmweb_opens_inherits_no_key_nor_token(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    seen = tmp_path / "browser-env"
+    browser = bin_dir / "wslview"  # the first browser mitmproxy's open_browser() tries on Linux
+    browser.write_text(f"#!/bin/sh\nenv > {seen}.part && mv {seen}.part {seen}\n")
+    browser.chmod(0o755)
+    token = "local-token-" + os.urandom(6).hex()
+    with FakeMimo(keys=(KEY,)).start() as fake:
+        port, web_port = proxyproc.free_port(), proxyproc.free_port()
+        argv = [sys.executable, "-c", "from mitmproxy.tools.main import mitmweb; mitmweb()", "-s", str(proxyproc.ADDON),
+                "--mode", f"reverse:{fake.base_url.rsplit('/v1', 1)[0]}@127.0.0.1:{port}", "--set", "connection_strategy=lazy",
+                "--set", f"confdir={proxyproc.CONFDIR}", "--set", f"mimo_base_url={fake.base_url}",
+                "--set", f"web_port={web_port}", "--set", "web_open_browser=true"]
+        env = {**os.environ, "MIMO_API_KEY": KEY, secrets.TOKEN_ENV: token, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+        proc = subprocess.Popen(argv, env=env, stdout=open(tmp_path / "log", "wb"), stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(proxyproc.ROOT))
+        proxy = proxyproc.Proxy(proc, port, tmp_path / "log")
+        try:
+            proxyproc.wait_port(port, proc)
+            deadline = time.monotonic() + 20
+            while not seen.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert seen.exists(), f"no browser opened:\n{proxy.log()}"
+            browser_env = seen.read_text()
+            assert f"{bin_dir}:" in browser_env  # it is the proxy's environment...
+            assert KEY not in browser_env and token not in browser_env  # ...without the secrets
+            fake.queue({"text": "still has the key"})
+            answer = call(port, responses_body(), headers={"authorization": f"Bearer {token}"})
+            assert "still has the key" in answer.body.decode(), proxy.log()
+            if os.geteuid() == 0:  # only root may read it now, and the kernel still shows the start-up block
+                assert KEY in open(f"/proc/{proc.pid}/environ", "rb").read().decode("latin-1")
+        finally:
+            proxy.stop()
+
+
+def test_held_variables_leave_the_environment_children_inherit(monkeypatch):
+    monkeypatch.setattr(secrets, "_held", {})
+    monkeypatch.setenv("M2C_TEST_KEY", KEY)
+    secrets.hold_env("M2C_TEST_KEY", "M2C_TEST_UNSET")
+    assert "M2C_TEST_KEY" not in os.environ and secrets.getenv("M2C_TEST_KEY") == KEY
+    assert secrets.getenv("M2C_TEST_UNSET") == ""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.environ.get('M2C_TEST_KEY'))"],
+                           capture_output=True, text=True, timeout=60)
+    assert child.stdout.strip() == "None"
+    monkeypatch.setenv("M2C_TEST_KEY", "set-again")  # an explicit setting (replay's placeholder key) wins
+    assert secrets.getenv("M2C_TEST_KEY") == "set-again"
