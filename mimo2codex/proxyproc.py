@@ -94,9 +94,14 @@ def start(upstream_base_url: str, *, key: str | None = "sk-test", key_env: str =
     if key is not None:
         child_env[key_env] = key
     child_env.update(env or {})
+    return spawn(argv, port, child_env, log_path)
+
+
+def spawn(argv: list[str], port: int, env: dict, log_path: Path | None = None) -> Proxy:
+    """Run a proxy command line (its own session, output to `log_path`) and wait until it listens on `port`."""
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=child_env, start_new_session=True, cwd=str(ROOT))
+                            env=env, start_new_session=True, cwd=str(ROOT))
     proxy = Proxy(proc, port, log_path)
     try:
         wait_port(port, proc)

@@ -1,8 +1,9 @@
 """The proxy's memory is closed to other processes of the same user (addon/keyguard.py).
 
 The attack is real: a process of the proxy's own user (what a command Codex runs for the model is)
-reads `/proc/<pid>/environ`, `/proc/<pid>/mem` and tries ptrace on a running mitmdump (started
-both ways: `mitmdump -s addon/mimo.py` and `launch.py`), which holds a key the fake provider checks.
+reads `/proc/<pid>/environ`, `/proc/<pid>/mem` and tries ptrace on a running proxy (started both
+ways: `mitmdump -s addon/mimo.py`, and launch.py's `cli.main` running mitmdump in-process), which
+holds a key the fake provider checks.
 The same attack against a plain `sleep` of that user with the key in its environment must succeed:
 it shows the attack works on this machine, so the refusal is the hardening's doing.
 A browser mitmweb opens does not inherit the key, though the proxy's own /proc/<pid>/environ
@@ -121,16 +122,7 @@ LAUNCH = "import sys; from pathlib import Path; from mimo2codex import cli; cli.
 def _launch_py(identity, home: Path, upstream: str, log: Path) -> proxyproc.Proxy:
     port = proxyproc.free_port()
     argv = [*identity[0], sys.executable, "-c", LAUNCH, str(home), "--port", str(port), "--base-url", upstream]
-    env = {**os.environ, "MIMO_API_KEY": KEY, "HOME": str(home)}
-    proc = subprocess.Popen(argv, stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=env, start_new_session=True, cwd=str(proxyproc.ROOT))
-    proxy = proxyproc.Proxy(proc, port, log)
-    try:
-        proxyproc.wait_port(port, proc)
-    except Exception:
-        proxy.stop()
-        raise
-    return proxy
+    return proxyproc.spawn(argv, port, {**os.environ, "MIMO_API_KEY": KEY, "HOME": str(home)}, log)
 
 
 def _mitmdump(identity, home: Path, upstream: str, log: Path) -> proxyproc.Proxy:
@@ -186,11 +178,8 @@ def test_a_browser_mitmweb_opens_inherits_no_key_nor_token(tmp_path):
                 "--set", f"confdir={proxyproc.CONFDIR}", "--set", f"mimo_base_url={fake.base_url}",
                 "--set", f"web_port={web_port}", "--set", "web_open_browser=true"]
         env = {**os.environ, "MIMO_API_KEY": KEY, secrets.TOKEN_ENV: token, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-        proc = subprocess.Popen(argv, env=env, stdout=open(tmp_path / "log", "wb"), stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(proxyproc.ROOT))
-        proxy = proxyproc.Proxy(proc, port, tmp_path / "log")
+        proxy = proxyproc.spawn(argv, port, env, tmp_path / "log")
         try:
-            proxyproc.wait_port(port, proc)
             deadline = time.monotonic() + 20
             while not seen.exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -202,7 +191,7 @@ def test_a_browser_mitmweb_opens_inherits_no_key_nor_token(tmp_path):
             answer = call(port, responses_body(), headers={"authorization": f"Bearer {token}"})
             assert "still has the key" in answer.body.decode(), proxy.log()
             if os.geteuid() == 0:  # only root may read it now, and the kernel still shows the start-up block
-                assert KEY in open(f"/proc/{proc.pid}/environ", "rb").read().decode("latin-1")
+                assert KEY in open(f"/proc/{proxy.proc.pid}/environ", "rb").read().decode("latin-1")
         finally:
             proxy.stop()
 
