@@ -2,7 +2,7 @@
 
 - `load` (the earliest point a `mitmdump -s addon/mimo.py` runs our code; `launch.py` does it even
   before starting mitmproxy): the process becomes non-dumpable, so `/proc/<pid>/environ`,
-  `/proc/<pid>/mem` and ptrace are refused to them (see mimo2codex/nodump.py).
+  `/proc/<pid>/mem` and ptrace are refused to those processes (see mimo2codex/nodump.py).
 - `running` (before mitmweb opens a browser; this addon comes first in the script): the key
   variables leave `os.environ`, so programs the proxy starts do not inherit them; the addons
   read them through `secrets.getenv`. This does not change what the kernel shows in

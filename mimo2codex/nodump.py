@@ -6,8 +6,9 @@ user (a command Codex runs for the model, even in its read-only sandbox) reads i
 dumpable (`prctl(PR_SET_DUMPABLE, 0)`) has its `/proc/<pid>/*` files owned by root, and the kernel
 refuses those reads and ptrace to anyone without CAP_SYS_PTRACE.
 
-Side effects: no core dumps; gdb, strace and py-spy need root; `/proc/<pid>/{fd,maps,status,...}`
-of the proxy are root's to read (the process still reads its own). execve() resets the flag, so
+Side effects: no core dumps; gdb, strace, py-spy and lsof need root; `/proc/<pid>/{fd,maps,...}`
+of the proxy are root's to read (`stat` and `status` stay readable; the process still reads all
+of its own). Nothing in mitmproxy reads another process's /proc. execve() resets the flag, so
 programs the proxy starts (mitmweb opening a browser) are dumpable as usual and do not protect
 what they inherit: see `secrets.hold_env`.
 """
