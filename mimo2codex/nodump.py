@@ -8,7 +8,8 @@ refuses those reads and ptrace to anyone without CAP_SYS_PTRACE.
 
 Side effects: no core dumps; gdb, strace, py-spy and lsof need root; `/proc/<pid>/{fd,maps,...}`
 of the proxy are root's to read (`stat` and `status` stay readable; the process still reads all
-of its own). Nothing in mitmproxy reads another process's /proc. execve() resets the flag, so
+of its own). What mitmproxy reads in /proc (its own files; mitmweb 12's process list for local
+mode reads other processes') is not affected. execve() resets the flag, so
 programs the proxy starts (mitmweb opening a browser) are dumpable as usual and do not protect
 what they inherit: see `secrets.hold_env`.
 """
