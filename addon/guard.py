@@ -31,7 +31,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 
@@ -117,7 +116,7 @@ class Guard:
 
     @staticmethod
     def token() -> str:
-        return (ctx.options.mimo_access_token or os.environ.get(secrets.TOKEN_ENV, "")).strip()
+        return (ctx.options.mimo_access_token or secrets.getenv(secrets.TOKEN_ENV)).strip()
 
     @staticmethod
     def translator():

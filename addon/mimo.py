@@ -15,7 +15,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import os
 import sys
 import time
 from http import HTTPStatus
@@ -38,6 +37,7 @@ from mimo2codex.translate.stream import ResponsesStream, translate_body  # noqa:
 from mimo2codex.translate.turn import Turn  # noqa: E402
 
 from addon import guard  # noqa: E402
+from addon import keyguard  # noqa: E402
 from addon import reloading  # noqa: E402
 from addon import rules_watch  # noqa: E402
 from addon import webguard  # noqa: E402
@@ -154,7 +154,7 @@ class MimoTranslate:
         return ctx.options.mimo_api_key_env or self.rules.auth_env
 
     def api_key(self, route: Route | None = None) -> str:
-        key = os.environ.get(route.key_env if route else self.key_env(), "").strip()
+        key = secrets.getenv(route.key_env if route else self.key_env()).strip()
         secrets.remember(key)  # error texts built anywhere (mid-stream too) are scrubbed of it
         return key
 
@@ -430,6 +430,7 @@ def write_to_client(flow: http.HTTPFlow, data: bytes) -> bool:
 
 
 reloading.script_loaded()
-addons = [webguard.FrozenOptions(), webguard.WebGuard(),  # mitmweb's API: see addon/webguard.py
+addons = [keyguard.KeyGuard(),  # first: the key is in this process's environment
+          webguard.FrozenOptions(), webguard.WebGuard(),  # mitmweb's API: see addon/webguard.py
           guard.Guard(), MimoTranslate(), guard.WireSecrets(),  # order matters: see addon/guard.py
           replay.Replay(), recorder.Recorder(), rules_watch.RulesWatch()]

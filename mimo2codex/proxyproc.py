@@ -73,14 +73,18 @@ class Proxy:
 
 def start(upstream_base_url: str, *, key: str | None = "sk-test", key_env: str = "MIMO_API_KEY",
           port: int | None = None, rules: str = "mimo", sets: tuple[str, ...] = (), args: tuple[str, ...] = (),
-          log_path: Path | None = None, env: dict | None = None, python: str = sys.executable, script: Path = ADDON) -> Proxy:
-    """mitmdump -s addon/mimo.py (or `script`) in reverse mode on 127.0.0.1:<port> (free port by default)."""
+          log_path: Path | None = None, env: dict | None = None, python: str = sys.executable, script: Path = ADDON,
+          prefix: tuple[str, ...] = (), confdir: Path = CONFDIR) -> Proxy:
+    """mitmdump -s addon/mimo.py (or `script`) in reverse mode on 127.0.0.1:<port> (free port by default).
+
+    `prefix` runs it through a program that execs the rest (e.g. setpriv, to run as another user).
+    """
     port = port or free_port()
-    CONFDIR.mkdir(parents=True, exist_ok=True)
+    confdir.mkdir(parents=True, exist_ok=True)
     # mitmproxy refuses a reverse target with a path; the addon sets each request's real URL anyway.
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(upstream_base_url))
-    argv = [python, "-c", MITMDUMP, "-s", str(script), "--mode", f"reverse:{origin}@127.0.0.1:{port}",
-            "--set", "connection_strategy=lazy", "--set", f"confdir={CONFDIR}", "--set", f"mimo_rules={rules}",
+    argv = [*prefix, python, "-c", MITMDUMP, "-s", str(script), "--mode", f"reverse:{origin}@127.0.0.1:{port}",
+            "--set", "connection_strategy=lazy", "--set", f"confdir={confdir}", "--set", f"mimo_rules={rules}",
             "--set", f"mimo_base_url={upstream_base_url}"]
     for s in sets:
         argv += ["--set", s]
@@ -89,9 +93,14 @@ def start(upstream_base_url: str, *, key: str | None = "sk-test", key_env: str =
     if key is not None:
         child_env[key_env] = key
     child_env.update(env or {})
+    return spawn(argv, port, child_env, log_path)
+
+
+def spawn(argv: list[str], port: int, env: dict, log_path: Path | None = None) -> Proxy:
+    """Run a proxy command line (its own session, output to `log_path`) and wait until it listens on `port`."""
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=child_env, start_new_session=True, cwd=str(ROOT))
+                            env=env, start_new_session=True, cwd=str(ROOT))
     proxy = Proxy(proc, port, log_path)
     try:
         wait_port(port, proc)

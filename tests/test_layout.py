@@ -24,6 +24,7 @@ ALLOWED = {
     "paths": (),
     "addon_path": ("mimo2codex.paths",),
     "proxyproc": ("mimo2codex.paths",),
+    "nodump": (),
     "__init__": (),
     "__main__": ("mimo2codex.cli",),  # `python -m mimo2codex`: the installed command
 }

@@ -14,7 +14,7 @@ import socket
 import sys
 from urllib.parse import urlsplit
 
-from mimo2codex import __version__
+from mimo2codex import __version__, nodump
 from mimo2codex.cli.client_config import auth_json, codex_config
 from mimo2codex.paths import ADDON, CONFDIR
 from mimo2codex.translate import rules
@@ -90,6 +90,7 @@ def port_free(host: str, port: int) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    nodump.forbid()  # before anything else: this process holds the key (the addon does it again at load)
     r = load_rules(args.rules)
     base_url = r.upstream_url(args.base_url)
     if not base_url.startswith(("http://", "https://")):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 SECRET_HEADERS = ("authorization", "api-key", "x-api-key", "proxy-authorization", "cookie", "set-cookie",
                   "x-goog-api-key")
 REDACTED = "<redacted>"
 TOKEN_ENV = "MIMO2CODEX_ACCESS_TOKEN"  # the proxy's own local access token (launch.py --access-token)
 WEB_PASSWORD_ENV = "MIMO2CODEX_WEB_PASSWORD"  # a fixed mitmweb token for launch.py --web (services), see cli.py
+LOCAL_SECRET_ENVS = (TOKEN_ENV, WEB_PASSWORD_ENV)  # besides the provider keys, whose names the rules give
 
 
 _known: set[str] = set()  # secret values in use by this process (the provider key), see remember()
+_held: dict[str, str] = {}  # variables taken out of os.environ, see hold_env()
 
 
 def remember(value: str | None) -> None:
@@ -40,3 +44,21 @@ def redact_headers(headers) -> None:
     for name in SECRET_HEADERS:
         if name in headers:
             headers[name] = REDACTED
+
+
+def hold_env(*names: str) -> None:
+    """Take these variables out of `os.environ`, keeping their values for `getenv` in this process.
+
+    Programs the proxy starts (mitmweb opening a browser) then do not inherit them. It does not
+    change `/proc/<pid>/environ`: the kernel shows the environment block the process started
+    with, which neither `os.environ` nor unsetenv() rewrites (nodump.forbid() closes that file).
+    """
+    for name in names:
+        value = os.environ.pop(name, None)
+        if value is not None:
+            _held[name] = value
+
+
+def getenv(name: str) -> str:
+    """A variable from the environment, or the value hold_env() took out of it."""
+    return os.environ.get(name, _held.get(name, ""))
