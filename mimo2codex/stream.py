@@ -143,6 +143,10 @@ class ResponsesStream:
         self._fast = not self._hooks and "reasoning_content" in self._fields
         self._envelope = (b"", b"")  # the last head and tail around a plain piece that passed the check
         self._same: tuple[str, bytes, bytes, int] | None = None  # kind, bytes before and after the piece, their length
+        # The same idea for any provider's framing, learnt from a frame the general path found to be
+        # a plain piece: that frame's payload around the piece (see _learn). Works on payloads, so
+        # also on frames split across reads and on framings _PIECES does not know.
+        self._learned: tuple[str, bytes, bytes, int] | None = None
 
         self._show = bool(turn.show_reasoning)
         self._parser = SSEParser()
@@ -203,14 +207,22 @@ class ResponsesStream:
                     if taken == len(data):
                         return out[0] if len(out) == 1 else b"".join(out)
                     data = data[taken:]
+            idle = self._parser.idle()
             for name, payload in self._parser.feed(data):
                 if payload[:1] == b"{" and name is None:
+                    learned = self._learned
+                    if (learned is not None and len(payload) > learned[3] and payload.startswith(learned[1])
+                            and payload.endswith(learned[2]) and self._open == learned[0] and not self._calls
+                            and self._learned_piece(learned, payload, data, idle)):
+                        continue
                     try:
                         chunk = _loads(payload)
                     except ValueError:
                         self._on_event(name, payload)
                     else:
                         self._chunk(chunk, None)
+                        if self._fast and not self.done:
+                            self._learn(payload, chunk)
                 else:
                     self._on_event(name, payload)
                 if self.done:
@@ -275,6 +287,77 @@ class ResponsesStream:
                     self._out.append(tmpl.render_literal(self._next(), literal) if literal else tmpl.render(self._next(), text))  # type: ignore[union-attr]
             pos = stop
         return pos
+
+    def _learn(self, payload: bytes, chunk: dict) -> None:
+        """Remember `payload` as a template if the general path just read it as one plain piece.
+
+        The same bytes with another piece between the same two ends, a piece holding no quote,
+        backslash or control character, are the same JSON but for that string: the general path
+        would do exactly what it did here (append the piece to the open item) with the new one.
+        """
+        if chunk.get("error") is not None or chunk.get("usage"):
+            return
+        choices = chunk.get("choices")
+        if type(choices) is not list or len(choices) != 1 or type(choices[0]) is not dict or choices[0].get("finish_reason"):
+            return
+        delta = choices[0].get("delta")
+        if type(delta) is not dict or delta.get("tool_calls") or delta.get("annotations"):
+            return
+        key, reasoning = "", None
+        for key in self._fields:  # the field _chunk reads reasoning from
+            reasoning = delta.get(key)
+            if reasoning is not None:
+                break
+        content = delta.get("content")
+        if reasoning and not content:
+            kind, text = "reasoning", reasoning
+        elif content and not reasoning:
+            kind, key, text = "message", "content", content
+        else:
+            return
+        if type(text) is not str or self._open != kind or self._calls:
+            return
+        try:
+            raw = text.encode()
+        except UnicodeEncodeError:  # a lone surrogate half: nothing to learn from
+            return
+        if _SPECIAL.search(raw) is not None:
+            return
+        name = b'"' + key.encode() + b'"'
+        at = payload.find(name)
+        if at < 0 or payload.find(name, at + 1) >= 0:  # a key occurs only as itself; twice would be ambiguous
+            return
+        start = at + len(name)
+        while payload[start : start + 1] in (b" ", b"\t"):
+            start += 1
+        if payload[start : start + 1] != b":":
+            return
+        start += 1
+        while payload[start : start + 1] in (b" ", b"\t"):
+            start += 1
+        if payload[start : start + 1] != b'"' or payload[start + 1 : start + 2 + len(raw)] != raw + b'"':
+            return  # the piece is written with escapes (ensure_ascii, say): no template
+        start += 1
+        head, tail = payload[:start], payload[start + len(raw) :]
+        self._learned = (kind, head, tail, len(head) + len(tail))
+
+    def _learned_piece(self, learned: tuple[str, bytes, bytes, int], payload: bytes, data: bytes, idle: bool) -> bool:
+        """Translate a payload matching the learnt template; False leaves it to the general path."""
+        kind, head, tail, _ = learned
+        piece = payload[len(head) : len(payload) - len(tail)]
+        if _SPECIAL.search(piece) is not None:
+            return False
+        try:
+            self._parts.append(piece.decode())
+        except ValueError:
+            return False
+        if idle and len(data) - len(payload) in (7, 8) and data.endswith(payload + b"\n\n"):
+            lead = data[: len(data) - len(payload) - 2]
+            if lead in (b"data: ", b"data:"):  # the read was this one frame: next time skip the parser too
+                self._same = (kind, lead + head, tail + b"\n\n", len(lead) + len(head) + len(tail) + 2)
+        if kind == "message" or self._show:
+            self._out.append(self._tmpl.render_literal(self._next(), b'"' + piece + b'"'))  # type: ignore[union-attr]
+        return True
 
     def finish(self) -> bytes:
         if self.done:
