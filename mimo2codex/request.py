@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from mimo2codex import envelope, hooks, jsonfix
+from mimo2codex.sse import dumps
 from mimo2codex.rules import EFFORT_ORDER, Model, ParamRule, Rules
 from mimo2codex.turn import Turn
 
@@ -75,6 +76,24 @@ def to_chat(body: Any, rules: Rules, *, thinking: bool = True, show_reasoning: b
     for name in rules.hooks["request"]:
         hooks.REGISTRY["request"][name](chat, turn, rules)
     return chat, turn
+
+
+def encode(chat: dict) -> bytes:
+    """The Chat request as compact UTF-8 JSON, the bytes `json.dumps(chat, ensure_ascii=False,
+    separators=(",", ":")).encode()` gives, serialised message by message.
+
+    One non-Latin-1 character (Codex's instructions hold several) makes a whole-payload string
+    two bytes per character and its UTF-8 encoding a real transcode (~5 ms of a 4 MB request);
+    per message, only the messages that hold one pay for it. A lone surrogate (JSON allows
+    `\\ud800`) makes its own part ASCII-escaped instead of raising.
+    """
+    parts = []
+    for key, value in chat.items():
+        if key == "messages" and type(value) is list:
+            parts.append(b'"messages":[' + b",".join(map(dumps, value)) + b"]")
+        else:
+            parts.append(dumps(key) + b":" + dumps(value))
+    return b"{" + b",".join(parts) + b"}"
 
 
 # Responses fields with a fixed type: wrong ones are refused here, with the client's own field name,

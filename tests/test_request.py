@@ -39,6 +39,21 @@ def test_codex_samples_translate_without_responses_only_fields(name):
     assert turn.stream is True and turn.thinking is True
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in SAMPLES.glob("0*.json")))
+def test_encode_gives_the_bytes_of_one_compact_dump(name):
+    chat, _ = to_chat(sample(name), MIMO)
+    assert request.encode(chat) == json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def test_encode_survives_a_lone_surrogate():
+    chat = chat_of(json.loads('[{"type": "message", "role": "user", "content": "half \\ud83d of a pair, 中文"}]'))
+    raw = request.encode(chat)
+    assert json.loads(raw) == chat  # the odd message is ASCII-escaped, the rest stays UTF-8
+    assert b"\\ud83d" in raw
+    with pytest.raises(UnicodeEncodeError):  # what the one-piece dump did
+        json.dumps(chat, ensure_ascii=False).encode()
+
+
 def test_developer_becomes_system_and_instructions_lead():
     chat = chat_of([msg("developer", "be brief"), msg("user", "hi")], instructions="You are Codex")
     assert chat["messages"] == [{"role": "system", "content": "You are Codex"},
