@@ -255,7 +255,7 @@ class MimoTranslate:
         flow.metadata[META + "model"] = turn.model
         flow.metadata[META + "stream"] = turn.stream
         flow.metadata[META + "provider"] = rules_.provider
-        payload = json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode()
+        payload = request.encode(chat)  # message by message: ~3 ms less per 4 MB, see request.encode
         flow.metadata[META + "chat_request"] = payload.decode()
         req = flow.request
         connection = req.headers.get("connection")
