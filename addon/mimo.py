@@ -309,6 +309,7 @@ class MimoTranslate:
         if tee is not None and tee.sm.done:  # not done: an empty body mitmproxy never streamed, answered below
             raw = flow.response.content = tee.upstream_bytes()  # what the provider sent, for flow files and replays
             self.annotate(flow, tee.sm, raw, tee.client_bytes())
+            tee.out = []  # in the metadata now: one copy less per finished flow while its connection stays open
             return
         resp = flow.response
         status, body, headers = resp.status_code, resp.get_content(strict=False) or b"", dict(resp.headers)
