@@ -81,6 +81,20 @@ def answer(shape: bytes, n: int, framing: str | None = None) -> bytes:
     return _CACHE[shape, framing]
 
 
+def http_chunks(n: int, framing: str | None = None) -> list[bytes]:
+    """The data of each HTTP chunk of a `bench:long:<n>` answer, as mitmproxy hands them to a
+    stream callable (for measurements out of the proxy)."""
+    rest = answer(b"long:%d" % n, n, framing).split(b"\r\n\r\n", 1)[1]
+    pieces = []
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return pieces
+        pieces.append(rest[:size])
+        rest = rest[size + 2 :]
+
+
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while True:

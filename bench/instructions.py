@@ -37,20 +37,12 @@ def setup(case: str, tmp: Path):
 
     r = rules.load("mimo")
     if case.startswith("stream:"):
-        from bench.fast_upstream import answer
+        from bench.fast_upstream import http_chunks
         from bench.run import responses_body_dict
         from mimo2codex.stream import ResponsesStream
 
         _, framing, way = case.split(":")
-        wire = answer(b"long:%d" % EVENTS, EVENTS, framing).split(b"\r\n\r\n", 1)[1]
-        pieces, rest = [], wire
-        while True:  # the HTTP chunks, as mitmproxy hands them to the stream callable
-            size_line, _, rest = rest.partition(b"\r\n")
-            n = int(size_line, 16)
-            if n == 0:
-                break
-            pieces.append(rest[:n])
-            rest = rest[n + 2 :]
+        pieces = http_chunks(EVENTS, framing)
         body = responses_body_dict()
 
         def run() -> None:

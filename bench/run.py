@@ -456,7 +456,7 @@ def bench_request(targets: list[Target], sizes: list[tuple[int, int | None]], re
 
 def bench_profile(chunks: int, size: int, framing: str = "mimo") -> None:
     show(f"profile: stream translation ({chunks} chunks, {framing} framing) and request translation ({size / 1e6:.0f} MB), top by own time")
-    from bench.fast_upstream import answer
+    from bench.fast_upstream import http_chunks
 
     from mimo2codex import request as request_mod, rules
     from mimo2codex.stream import ResponsesStream
@@ -464,16 +464,7 @@ def bench_profile(chunks: int, size: int, framing: str = "mimo") -> None:
     r = rules.load("mimo")
     body = codex_request(size)
     _, turn = request_mod.to_chat(responses_body_dict(), r)
-    wire = answer(b"long:%d" % chunks, chunks, framing).split(b"\r\n\r\n", 1)[1]
-    pieces = []  # the HTTP chunks as mitmproxy hands them to the stream callable
-    rest = wire
-    while True:
-        size_line, _, rest = rest.partition(b"\r\n")
-        n = int(size_line, 16)
-        if n == 0:
-            break
-        pieces.append(rest[:n])
-        rest = rest[n + 2:]
+    pieces = http_chunks(chunks, framing)
 
     def stream_run(fast: bool = True):
         sm = ResponsesStream(turn, r)
