@@ -72,6 +72,23 @@ def test_reasoning_restored_from_our_envelope_even_with_hidden_summary():
     assert assistant == {"role": "assistant", "content": "answer", "reasoning_content": "deep thought"}
 
 
+def test_history_resent_every_turn_is_unsealed_and_checked_once_and_the_memo_stays_bounded(monkeypatch):
+    calls = []
+    memo = request._Memo(lambda s: calls.append(s) or s.upper(), limit=10)
+    monkeypatch.setattr(request, "_unseal", request._Memo(lambda s: calls.append(s) or envelope.unseal(s)))
+    items = [msg("user", "q"), {"type": "reasoning", "summary": [], "encrypted_content": envelope.seal("deep thought")},
+             {"type": "function_call", "name": "f", "call_id": "c1", "arguments": '{"a":1'},
+             {"type": "function_call_output", "call_id": "c1", "output": "ok"}, msg("user", "again")]
+    first, second = chat_of(items), chat_of(json.loads(json.dumps(items)))  # the next turn: equal strings, new objects
+    assert first == second and first["messages"][1]["reasoning_content"] == "deep thought"
+    assert first["messages"][1]["tool_calls"][0]["function"]["arguments"] == '{"a":1}'  # repaired both times
+    assert len(calls) == 1
+    calls.clear()
+    assert [memo("abc"), memo("abc"), memo("defg"), memo("abc")] == ["ABC", "ABC", "DEFG", "ABC"]
+    assert calls == ["abc", "defg", "abc"]  # 3+3 and 4+4 characters overflow 10: emptied, then filled again
+    assert memo("x" * 20) == "X" * 20 and "x" * 20 not in memo.cache  # larger than the whole memo: not kept
+
+
 def test_foreign_encrypted_content_is_ignored_and_summary_used():
     items = [msg("user", "q"), {"type": "reasoning", "summary": [{"type": "summary_text", "text": "from summary"}],
                                 "encrypted_content": "gAAAAABoOpenAIblob"}, msg("assistant", "a"), msg("user", "q2")]
