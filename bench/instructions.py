@@ -4,9 +4,10 @@ shared machine does not move, where bench/run.py's times and ratios do.
     .venv/3.11/bin/python bench/instructions.py          # about a minute
     .venv/3.11/bin/python bench/instructions.py stream   # some cases only (stream, request)
 
-Each case runs twice under callgrind, doing its work 0 and N times after the same set-up; the
-difference divided by N is the cost of one unit (one upstream event, one request). Python's
-start-up and imports cancel out.
+Each case runs twice under callgrind, doing its work 0 and N times after the same set-up and one
+warm-up repetition; the difference divided by N is the cost of one unit (one upstream event, one
+request). Python's start-up, imports and first-time costs cancel out; a request counts as the
+same history sent again, as Codex does every turn.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def setup(case: str, tmp: Path):
 
 def child(case: str, reps: int, tmp: str) -> None:
     run = setup(case, Path(tmp))
+    run()  # warm-up, also in the 0-repetition run: first-time costs (and, for requests, Codex's resent history) cancel out
     for _ in range(reps):
         run()
 
