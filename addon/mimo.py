@@ -82,11 +82,18 @@ class Tee:
             return [out]
         return []  # never b"" mid-stream: on HTTP/1 chunked it would end the body
 
+    # Joined once and kept joined: the chunk lists go as soon as the whole bodies exist. With many
+    # streams ending together (256 at once in bench/run.py) the lists and the joined copies
+    # coexisting for every flow set the RSS peak.
     def upstream_bytes(self) -> bytes:
-        return b"".join(self.raw)
+        if len(self.raw) != 1:
+            self.raw = [b"".join(self.raw)]
+        return self.raw[0]
 
     def client_bytes(self) -> bytes:
-        return b"".join(self.out)
+        if len(self.out) != 1:
+            self.out = [b"".join(self.out)]
+        return self.out[0]
 
 
 class MimoTranslate:
@@ -265,7 +272,7 @@ class MimoTranslate:
         flow.metadata[META + "model"] = turn.model
         flow.metadata[META + "stream"] = turn.stream
         flow.metadata[META + "provider"] = rules_.provider
-        payload = json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode()
+        payload = request.encode(chat)  # message by message: ~3 ms less per 4 MB, see request.encode
         flow.metadata[META + "chat_request"] = payload.decode()
         req = flow.request
         connection = req.headers.get("connection")
@@ -314,6 +321,7 @@ class MimoTranslate:
         if tee is not None and tee.sm.done:  # not done: an empty body mitmproxy never streamed, answered below
             raw = flow.response.content = tee.upstream_bytes()  # what the provider sent, for flow files and replays
             self.annotate(flow, tee.sm, raw, tee.client_bytes())
+            tee.out = []  # in the metadata now: one copy less per finished flow while its connection stays open
             return
         resp = flow.response
         status, body, headers = resp.status_code, resp.get_content(strict=False) or b"", dict(resp.headers)

@@ -10,6 +10,11 @@ in the request body picks the answer:
 Every SSE event is its own HTTP/1.1 chunk (as MiMo sends them), the whole answer is written at
 once (the upstream is never the bottleneck), and connections are kept alive.
 
+`--framing other` answers the way other providers' servers do (OpenAI, vLLM, DeepSeek...): the
+delta holds only what is set (no explicit nulls), `index` first and `logprobs` in the choice,
+more envelope fields (`system_fingerprint`, `service_tier`), `data:` without a space, and HTTP
+chunks cut every 1.5 events, so events arrive split across reads.
+
     python bench/fast_upstream.py --port 0      # prints "listening on http://127.0.0.1:<port>/v1"
 """
 
@@ -26,32 +31,68 @@ _MARK = re.compile(rb"bench:(tiny|long:(\d+))")
 _CACHE: dict[bytes, bytes] = {}
 
 
-def _event(delta: dict | None = None, finish: str | None = None, usage: bool = False) -> bytes:
+FRAMING = "mimo"
+USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+         "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
+
+
+def _event(delta: dict | None = None, finish: str | None = None, usage: bool = False, framing: str = "mimo") -> bytes:
+    """One SSE event (not yet an HTTP chunk)."""
+    if framing == "other":
+        obj = {"id": "chatcmpl-" + "b" * 29, "object": "chat.completion.chunk", "created": 1, "model": "gpt-x",
+               "system_fingerprint": "fp_bench", "service_tier": "default",
+               "choices": [] if usage else [{"index": 0, "delta": delta or {}, "logprobs": None, "finish_reason": finish}]}
+        if usage:
+            obj["usage"] = USAGE
+        return b"data:" + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
     if usage:
         obj = {"id": "b" * 32, "choices": [], "created": 1, "model": "mimo-v2.6-pro", "object": "chat.completion.chunk",
-               "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
-                         "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}}
+               "usage": USAGE}
     else:
         d = {"content": None, "role": None, "tool_calls": None, "reasoning_content": None, **(delta or {})}
         obj = {"id": "b" * 32, "choices": [{"delta": d, "finish_reason": finish, "index": 0}], "created": 1,
                "model": "mimo-v2.6-pro", "object": "chat.completion.chunk"}
         if finish:
             obj["usage"] = None
-    data = b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _http_chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-def answer(shape: bytes, n: int) -> bytes:
-    if shape in _CACHE:
-        return _CACHE[shape]
+def answer(shape: bytes, n: int, framing: str | None = None) -> bytes:
+    framing = framing or FRAMING
+    if (shape, framing) in _CACHE:
+        return _CACHE[shape, framing]
     head = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
             b"transfer-encoding: chunked\r\n\r\n")
-    one = _event({"content": "tok "})
-    done = b"data: [DONE]\n\n"
-    body = (_event({"role": "assistant", "content": ""}) + one * n + _event({"content": ""}, "stop") + _event(usage=True)
-            + b"%x\r\n%s\r\n" % (len(done), done) + b"0\r\n\r\n")
-    _CACHE[shape] = head + body
-    return _CACHE[shape]
+    one = _event({"content": "tok "}, framing=framing)
+    events = ([_event({"role": "assistant", "content": ""}, framing=framing)] + [one] * n
+              + [_event({"content": ""}, "stop", framing=framing), _event(usage=True, framing=framing),
+                 b"data: [DONE]\n\n" if framing == "mimo" else b"data:[DONE]\n\n"])
+    if framing == "mimo":  # one HTTP chunk per event, as MiMo sends them
+        body = b"".join(_http_chunk(e) for e in events)
+    else:  # reads cut every 1.5 events: most events arrive in two pieces
+        sse = b"".join(events)
+        step = len(one) * 3 // 2
+        body = b"".join(_http_chunk(sse[i : i + step]) for i in range(0, len(sse), step))
+    _CACHE[shape, framing] = head + body + b"0\r\n\r\n"
+    return _CACHE[shape, framing]
+
+
+def http_chunks(n: int, framing: str | None = None) -> list[bytes]:
+    """The data of each HTTP chunk of a `bench:long:<n>` answer, as mitmproxy hands them to a
+    stream callable (for measurements out of the proxy)."""
+    rest = answer(b"long:%d" % n, n, framing).split(b"\r\n\r\n", 1)[1]
+    pieces = []
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return pieces
+        pieces.append(rest[:size])
+        rest = rest[size + 2 :]
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -76,7 +117,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
 
 
 async def serve(port: int) -> None:
-    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=4096)
     print(f"listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -87,9 +128,13 @@ async def serve(port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global FRAMING
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=0)
-    asyncio.run(serve(ap.parse_args(argv).port))
+    ap.add_argument("--framing", choices=("mimo", "other"), default="mimo")
+    args = ap.parse_args(argv)
+    FRAMING = args.framing
+    asyncio.run(serve(args.port))
     return 0
 
 

@@ -1,28 +1,35 @@
 """mimo2codex benchmarks: ratios against plain mitmdump, measured in one run on this machine.
 
-    .venv/3.11/bin/python bench/run.py            # everything, mitmproxy 11 (about 6 minutes)
+    .venv/3.11/bin/python bench/run.py            # everything, mitmproxy 11 (about 10 minutes)
     .venv/3.12/bin/python bench/run.py ttfb long  # some sections, mitmproxy 12
-    .venv/3.11/bin/python bench/run.py --quick    # fewer rounds
+    .venv/3.11/bin/python bench/run.py --quick    # fewer rounds (a few minutes)
+    .venv/3.11/bin/python bench/run.py --peer 'node /path/to/proxy.js --port {port} --upstream {upstream}'
 
 Sections:
   ttfb        added time to first body byte over a direct connection: mimo2codex vs plain mitmdump
   long        one 5000-chunk stream: throughput and proxy CPU per chunk, mimo2codex vs plain mitmdump
-              (plus two diagnostic rows: "translate-only", plain mitmdump + just the stream translator,
-              bench/translate_only.py; "translate-general", the same with the translator's fast path
-              for plain pieces switched off, bench/translate_general.py)
-  concurrent  256 concurrent streams: errors, TTFB p50/p99, proxy RSS idle and under load
-  request     translating a Codex request of 0.1 / 1 / 4 MB (4 MB = 500 items with tool calls, ~1M
-              tokens): proxy time in the addon's own request hook, and end to end vs plain mitmdump
+              (plus two diagnostic rows on the MiMo upstream: "translate-only", plain mitmdump + just the
+              stream translator, bench/translate_only.py; "translate-general", the same with the
+              translator's fast path for plain pieces switched off, bench/translate_general.py)
+  concurrent  256 and 1024 concurrent streams (--streams): errors, TTFB p50/p99, throughput, proxy CPU
+              per stream, RSS idle and peak, each as a ratio to plain's
+  request     a Codex request of 0.1 (also as ~500 small items) / 1 / 4 / 16 MB end to end: added ms
+              and ms/MB over plain mitmdump, and the addon's own request hook
   profile     cProfile of the hot paths (stream translation per chunk, request translation)
 
-Configurations, all against bench/fast_upstream.py (pre-rendered answers, one HTTP chunk per SSE
-event, like MiMo): "direct" (the client talks to the upstream), "plain" (mitmdump reverse proxy
-with streaming on, bench/passthrough.py), "plain-buffered" (mitmdump without any addon: it holds
-the whole answer back) and "mimo2codex" (mitmdump -s addon/mimo.py, translating both ways). Each
-measurement runs in interleaved rounds (5, or 3 with --quick); TTFB is the median of the round medians, so a
-noisy neighbour hits every configuration alike; where noise can only add time (throughput, CPU,
-the request hook) the best round is reported next to the median. Proxy CPU comes from
-/proc/<pid>/stat.
+Row sets: every section runs once per upstream framing (--framing, default both): "mimo" (MiMo's
+chunks: explicit nulls, one HTTP chunk per event) and "other" (other providers': a delta holding
+only what is set, more envelope fields, `data:` without a space, events split across reads), see
+bench/fast_upstream.py. Rows, all against the same fake upstream: "direct" (the client talks to
+the upstream), "plain" (mitmdump reverse proxy with streaming on, bench/passthrough.py),
+"plain-buffered" (mitmdump without any addon: it holds the whole answer back), "mimo2codex"
+(mitmdump -s addon/mimo.py, translating both ways) and one "peer:" row per --peer command line
+(any other Responses proxy; {port}, {upstream} and {origin} are filled in). Each measurement runs
+in interleaved rounds (5, or 3 with --quick); TTFB is the median of the round medians, so a noisy
+neighbour hits every configuration alike; where noise can only add time (throughput, CPU, the
+request hook) the best round is reported next to the median. Proxy CPU comes from
+/proc/<pid>/stat. bench/instructions.py counts instructions of the hot paths instead, for a busy
+machine.
 """
 
 from __future__ import annotations
@@ -59,9 +66,10 @@ KEY = "sk-" + "bench0key" * 5 + "abc"
 
 
 class Upstream:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([PY, str(ROOT / "bench" / "fast_upstream.py"), "--port", "0"], stdout=subprocess.PIPE,
-                                     text=True, start_new_session=True)
+    def __init__(self, framing: str = "mimo") -> None:
+        self.framing = framing
+        self.proc = subprocess.Popen([PY, str(ROOT / "bench" / "fast_upstream.py"), "--port", "0", "--framing", framing],
+                                     stdout=subprocess.PIPE, text=True, start_new_session=True)
         line = self.proc.stdout.readline()
         self.base_url = line.split()[-1]
         self.port = int(self.base_url.rsplit(":", 1)[1].split("/")[0])
@@ -88,9 +96,41 @@ def start_m2c(upstream: Upstream) -> proxyproc.Proxy:
     return proxyproc.start(upstream.base_url, key=KEY, sets=("flow_detail=0", "mimo_stats=true"))
 
 
+def start_peer(cmd: str, upstream: Upstream) -> proxyproc.Proxy:
+    """Any other Responses proxy, from a command line with {port} (where it must listen),
+    {upstream} (the Chat Completions base URL, http://127.0.0.1:<port>/v1) and {origin} (the same
+    without /v1) filled in; the fake key is in MIMO_API_KEY and OPENAI_API_KEY. `exec` makes the
+    proxy itself the process whose CPU and RSS are read (a wrapper that forks would hide them)."""
+    port = proxyproc.free_port()
+    line = cmd.replace("{port}", str(port)).replace("{upstream}", upstream.base_url).replace("{origin}", upstream.base_url[:-3])
+    env = dict(os.environ, MIMO_API_KEY=KEY, OPENAI_API_KEY=KEY)
+    proc = subprocess.Popen(["/bin/sh", "-c", "exec " + line], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, env=env)
+    p = proxyproc.Proxy(proc, port)
+    try:
+        proxyproc.wait_port(port, proc, timeout=60)
+    except Exception:
+        p.stop()
+        raise
+    return p
+
+
+def is_peer(name: str) -> bool:
+    return name.startswith("peer:")
+
+
 def cpu_seconds(pid: int) -> float:
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / HZ
+
+
+def listen_drops() -> int:
+    """The kernel's count of connections dropped because a listen queue was full (all sockets)."""
+    try:
+        lines = [ln.split() for ln in open("/proc/net/netstat") if ln.startswith("TcpExt:")]
+        return int(dict(zip(lines[0], lines[1]))["ListenDrops"])
+    except (OSError, IndexError, KeyError, ValueError):
+        return -1
 
 
 def rss_mb(pid: int) -> float:
@@ -213,7 +253,8 @@ def bench_ttfb(targets: list[Target], n_rounds: int, count: int) -> dict:
         label = "keep-alive" if keepalive else "new connection per request"
         print(f"  {label}:")
         for name, v in row.items():
-            print(f"    {name:18s} TTFB {v:7.3f} ms (best round {best[name]:7.3f})   added over direct {v - row['direct']:7.3f} ms")
+            print(f"    {name:18s} TTFB {v:7.3f} ms (best round {best[name]:7.3f})   added over direct {v - row['direct']:7.3f} ms"
+                  f"  = {(v - row['direct']) / max(1e-9, row['plain'] - row['direct']):5.2f}x plain's")
         ratio = (row["mimo2codex"] - row["direct"]) / max(1e-9, row["plain"] - row["direct"])
         ratio_best = (best["mimo2codex"] - best["direct"]) / max(1e-9, best["plain"] - best["direct"])
         print(f"    ratio added TTFB mimo2codex / plain mitmdump = {ratio:.2f} (best rounds: {ratio_best:.2f})"
@@ -243,9 +284,12 @@ def bench_long(targets: list[Target], n_rounds: int, chunks: int, per_round: int
         cpu_s = f"proxy CPU {cpu * 1000:7.1f} ms = {cpu / chunks * 1e6:5.1f} µs/chunk" if name != "direct" else ""
         print(f"  {name:18s} {total * 1000:8.1f} ms (median {medians[name] * 1000:6.1f})  {chunks / total:9.0f} chunks/s  "
               f"{runs[0][2] / 1e6:5.2f} MB to client  {cpu_s}")
+    for name in row:
+        if name not in ("direct", "plain"):
+            print(f"  throughput {name} / plain: best rounds {row['plain'][0] / row[name][0]:.2f}, "
+                  f"median rounds {medians['plain'] / medians[name]:.2f}")
     ratio = row["plain"][0] / row["mimo2codex"][0]
     cpu_ratio = row["plain"][1] / max(1e-9, row["mimo2codex"][1])
-    print(f"  (median rounds: throughput mimo2codex / plain = {medians['plain'] / medians['mimo2codex']:.2f})")
     if "translate-only" in row:
         per = lambda name: (row[name][1] - row["plain"][1]) / chunks * 1e6  # noqa: E731
         print(f"  added proxy CPU per chunk over plain: stream translation alone {per('translate-only'):.1f} µs, "
@@ -259,7 +303,7 @@ def bench_long(targets: list[Target], n_rounds: int, chunks: int, per_round: int
 
 
 def bench_concurrent(targets: list[Target], streams: int, chunks: int) -> dict:
-    show(f"concurrent: {streams} streams of {chunks} chunks at once")
+    show(f"concurrent: {streams} streams of {chunks} chunks at once (loopback, one client process)")
     out = {}
     for t in targets:
         if t.name in ("direct", "plain-buffered") or t.name.startswith("translate-"):
@@ -292,7 +336,9 @@ def bench_concurrent(targets: list[Target], streams: int, chunks: int) -> dict:
             results = await asyncio.gather(*[one() for _ in range(streams)])
             return results, time.perf_counter() - t0
 
+        cpu0, drops0 = cpu_seconds(t.pid), listen_drops()
         results, wall = asyncio.run(run_all())
+        cpu, drops = cpu_seconds(t.pid) - cpu0, listen_drops() - drops0
         stop.set()
         th.join()
         ok = [r for r in results if isinstance(r, tuple)]
@@ -302,17 +348,27 @@ def bench_concurrent(targets: list[Target], streams: int, chunks: int) -> dict:
         time.sleep(0.5)
         after = rss_mb(t.pid)
         print(f"  {t.name:18s} errors {len(errors)}/{streams}  TTFB p50 {p(0.5):7.1f} ms  p99 {p(0.99):7.1f} ms  "
-              f"wall {wall:5.2f} s  RSS idle (after warm-up) {idle:5.1f} MB, peak under load {peak[0]:5.1f} MB, after {after:5.1f} MB")
+              f"wall {wall:5.2f} s ({streams * chunks / wall:6.0f} chunks/s)  proxy CPU {cpu / streams * 1000:5.2f} ms/stream  "
+              f"RSS idle (after warm-up) {idle:5.1f} MB, peak under load {peak[0]:5.1f} MB, after {after:5.1f} MB")
+        if drops:  # mitmproxy listens with asyncio's default backlog of 100: a client's SYN is retried after 1 s, 3 s...
+            print(f"    {drops} connection attempts dropped by a full listen queue (kernel ListenDrops, any socket)")
         if errors:
             print(f"    first errors: {errors[:3]}")
-        out[t.name] = {"errors": len(errors), "p50": p(0.5), "p99": p(0.99), "idle": idle, "peak": peak[0]}
+        out[t.name] = {"errors": len(errors), "p50": p(0.5), "p99": p(0.99), "idle": idle, "peak": peak[0], "wall": wall, "cpu": cpu}
+    if "plain" in out:
+        base = out["plain"]
+        for name, r in out.items():
+            if name != "plain":
+                print(f"  {name} / plain: TTFB p99 {r['p99'] / base['p99']:.2f}x, RSS peak {r['peak'] / base['peak']:.2f}x, "
+                      f"throughput {base['wall'] / r['wall']:.2f}x, proxy CPU {r['cpu'] / max(1e-9, base['cpu']):.2f}x")
     return out
 
 
-def codex_request(size: int) -> dict:
+def codex_request(size: int, items: int | None = None) -> dict:
     """A Codex-shaped request of about `size` bytes: the real instructions and tools of a Codex
     0.16x session, then turns of user message, sealed reasoning, exec_command call, its output and
-    an assistant message, 5 items per turn (4 MB = 500 items)."""
+    an assistant message, 5 items per turn (4 MB = 500 items; `items` sets the count instead, so
+    0.1 MB can be ~500 small items)."""
     from mimo2codex.translate import envelope
 
     base = json.load(open(ROOT / "tests" / "fixtures" / "codex" / "05_parallel_calls_followup.json"))
@@ -320,10 +376,10 @@ def codex_request(size: int) -> dict:
     body = {k: v for k, v in base.items() if k != "input"}
     body["model"] = "mimo-v2.6-pro"
     body["input"] = [i for i in base["input"] if i.get("role") in ("developer", "system")][:1]
-    turns = max(1, round(100 * size / 4_000_000))
+    turns = max(1, round(items / 5) if items else round(100 * size / 4_000_000))
     filler = len(json.dumps(body))
     per_turn = max(200, (size - filler) // turns)
-    out_len = max(50, per_turn - 1800)
+    out_len = max(20, per_turn - 1800)
     line = "def function_%d(arg):  # a line of source code returned by a tool call\n"
     for t in range(turns):
         output = "".join(line % i for i in range(out_len // 70 + 1))[:out_len]
@@ -331,7 +387,7 @@ def codex_request(size: int) -> dict:
         body["input"] += [
             {"type": "message", "role": "user", "content": [{"type": "input_text", "text": f"Turn {t}: look at file {t}.py and fix it."}]},
             {"type": "reasoning", "summary": [{"type": "summary_text", "text": f"I should read file {t}."}],
-             "encrypted_content": envelope.seal(f"Thinking about turn {t}: read the file first, then patch it. " * 8)},
+             "encrypted_content": envelope.seal(f"Thinking about turn {t}: read the file first, then patch it. " * (1 if items else 8))},
             {"type": "function_call", "name": "exec_command", "call_id": call_id,
              "arguments": json.dumps({"cmd": f"sed -n 1,400p src/{t}.py", "workdir": "/work/project", "yield_time_ms": 1000})},
             {"type": "function_call_output", "call_id": call_id, "output": output},
@@ -365,38 +421,42 @@ def addon_request_ms(raw: bytes, repeat: int) -> float:
     return min(times) * 1000, med(times) * 1000
 
 
-def bench_request(targets: list[Target], sizes: list[int], repeat: int) -> dict:
-    show("request: translating a Codex request (ms; 4 MB = 500 items, ~1M tokens)")
-    plain = next(t for t in targets if t.name == "plain")
-    m2c = next(t for t in targets if t.name == "mimo2codex")
+def bench_request(targets: list[Target], sizes: list[tuple[int, int | None]], repeat: int) -> dict:
+    show("request: a Codex request end to end, and the addon's request hook alone (ms; 4 MB = 500 items, ~1M tokens)")
+    from mimo2codex.translate import request as request_mod, rules
+
+    r = rules.load("mimo")
+    rows = [t for t in targets if t.name in ("direct", "plain", "mimo2codex") or is_peer(t.name)]
     out = {}
-    print(f"  {'size':>8s} {'items':>6s} {'addon hook':>11s} {'(median)':>9s} {'ms/MB':>7s}   end to end: plain {'':5s} mimo2codex  added")
-    for size in sizes:
-        body = codex_request(size)
+    print("  request sent to answer complete (a tiny answer), best of %d interleaved; 'added' is over plain mitmdump, which "
+          "carries the translated Chat request (mitmdump's own cost is plain - direct)" % repeat)
+    print(f"  {'size':>8s} {'items':>6s} {'hook':>7s} {'(med)':>7s} " + " ".join(f"{t.name[:14]:>14s}" for t in rows)
+          + "   added by mimo2codex: ms, ms/MB" + "".join(f"; {t.name}" for t in rows if is_peer(t.name)))
+    for size, items in sizes:
+        body = codex_request(size, items)
         raw = json.dumps(body).encode()
         raw_marked = raw[:-1] + b', "metadata": {"m": "bench:tiny"}}'
         ms, ms_med = addon_request_ms(raw, repeat)
-        from mimo2codex.translate import request as request_mod, rules
-
-        chat, _ = request_mod.to_chat(body, rules.load("mimo"))
-        chat_raw = json.dumps(chat).encode()[:-1] + b', "m": "bench:tiny"}'
+        chat, _ = request_mod.to_chat(body, r)
+        # What plain mitmdump carries is what mimo2codex sends upstream: the same upload on the last hop.
+        chat_raw = json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode()[:-1] + b', "m": "bench:tiny"}'
         e2e = {}
-        for t, payload in ((plain, chat_raw), (m2c, raw_marked)):
-            runs = asyncio.run(sequential(t, "bench:tiny", repeat, True, payload))
-            e2e[t.name] = min(r[0] for r in runs) * 1000
+        for rnd in range(repeat):  # interleaved: one request per configuration per round
+            for t in rows[rnd % len(rows):] + rows[:rnd % len(rows)]:
+                payload = raw_marked if t.responses else chat_raw
+                ttfb = asyncio.run(sequential(t, "bench:tiny", 1, True, payload))[0][1]
+                e2e[t.name] = min(e2e.get(t.name, float("inf")), ttfb * 1000)
         mb = len(raw) / 1e6
-        print(f"  {mb:6.2f}MB {len(body['input']):6d} {ms:9.1f}ms {ms_med:8.1f}ms {ms / mb:7.1f}   {e2e['plain']:9.1f} ms {e2e['mimo2codex']:9.1f} ms"
-              f" {e2e['mimo2codex'] - e2e['plain']:7.1f} ms")
-        out[size] = (mb, ms, e2e)
-    largest = out[sizes[-1]]
-    print(f"  largest: {largest[1]:.1f} ms of proxy time in the request hook (best of {repeat}) (target < {TARGETS['request_ms']:.0f} ms); "
-          f"ms/MB from smallest to largest: " + ", ".join(f"{v[1] / v[0]:.1f}" for v in out.values()))
+        added = {t.name: e2e[t.name] - e2e["plain"] for t in rows if t.name not in ("direct", "plain")}
+        print(f"  {mb:6.2f}MB {len(body['input']):6d} {ms:6.1f}ms {ms_med:6.1f}ms " + " ".join(f"{e2e[t.name]:11.1f} ms" for t in rows)
+              + "   " + "; ".join(f"{added[n]:+.1f} ms, {added[n] / mb:+.1f} ms/MB" for n in added))
+        out[(size, items)] = {"mb": mb, "hook": ms, "e2e": e2e, "added": added}
     return out
 
 
-def bench_profile(chunks: int, size: int) -> None:
-    show(f"profile: stream translation ({chunks} chunks) and request translation ({size / 1e6:.0f} MB), top by own time")
-    from bench.fast_upstream import answer
+def bench_profile(chunks: int, size: int, framing: str = "mimo") -> None:
+    show(f"profile: stream translation ({chunks} chunks, {framing} framing) and request translation ({size / 1e6:.0f} MB), top by own time")
+    from bench.fast_upstream import http_chunks
 
     from mimo2codex.translate import request as request_mod, rules
     from mimo2codex.translate.stream import ResponsesStream
@@ -404,16 +464,7 @@ def bench_profile(chunks: int, size: int) -> None:
     r = rules.load("mimo")
     body = codex_request(size)
     _, turn = request_mod.to_chat(responses_body_dict(), r)
-    wire = answer(b"long:%d" % chunks, chunks).split(b"\r\n\r\n", 1)[1]
-    pieces = []  # the HTTP chunks as mitmproxy hands them to the stream callable
-    rest = wire
-    while True:
-        size_line, _, rest = rest.partition(b"\r\n")
-        n = int(size_line, 16)
-        if n == 0:
-            break
-        pieces.append(rest[:n])
-        rest = rest[n + 2:]
+    pieces = http_chunks(chunks, framing)
 
     def stream_run(fast: bool = True):
         sm = ResponsesStream(turn, r)
@@ -428,9 +479,10 @@ def bench_profile(chunks: int, size: int) -> None:
             t0 = time.perf_counter()
             stream_run(fast)
             best = min(best, time.perf_counter() - t0)
-        print(f"  stream{label}: {best / len(pieces) * 1e6:.1f} µs per upstream chunk without the profiler "
+        print(f"  stream{label}: {best / chunks * 1e6:.2f} µs per event ({len(pieces)} HTTP chunks) without the profiler "
               "(best of 5, out of the proxy)")
-    for name, fn in (("stream", stream_run), ("request", lambda: request_mod.to_chat(json.loads(json.dumps(body)), r))):
+    raw = json.dumps(body).encode()
+    for name, fn in (("stream", stream_run), ("request", lambda: request_mod.encode(request_mod.to_chat(json.loads(raw), r)[0]))):
         prof = cProfile.Profile()
         prof.runcall(fn)
         s = io.StringIO()
@@ -449,42 +501,67 @@ def responses_body_dict() -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="mimo2codex benchmarks (ratios against plain mitmdump, one run)")
-    ap.add_argument("sections", nargs="*", default=["ttfb", "long", "concurrent", "request", "profile"])
-    ap.add_argument("--quick", action="store_true", help="fewer rounds and repetitions")
-    args = ap.parse_args(argv)
-    n_rounds = 3 if args.quick else 5
-    import mitmproxy.version
-
-    print(f"mimo2codex bench: Python {sys.version.split()[0]}, mitmproxy {mitmproxy.version.VERSION}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-    upstream = Upstream()
-    procs = [start_plain(upstream), start_plain(upstream, None), start_m2c(upstream), start_plain(upstream, "translate_only.py"),
-             start_plain(upstream, "translate_general.py")]
+def run_set(framing: str, args, n_rounds: int) -> None:
+    """Every section against one upstream: all configurations started, measured in the same rounds."""
+    upstream = Upstream(framing)
+    diagnostics = framing == "mimo"  # translate-only / translate-general: where the stream time goes
+    procs: list[tuple[str, proxyproc.Proxy, bool, bool]] = []
     try:
+        procs += [("plain", start_plain(upstream), False, False), ("plain-buffered", start_plain(upstream, None), False, False),
+                  ("mimo2codex", start_m2c(upstream), True, True)]
+        if diagnostics:
+            procs += [("translate-only", start_plain(upstream, "translate_only.py"), False, True),
+                      ("translate-general", start_plain(upstream, "translate_general.py"), False, True)]
+        for i, cmd in enumerate(args.peer, 1):
+            procs.append((f"peer:{cmd.split()[0].rsplit('/', 1)[-1]}#{i}", start_peer(cmd, upstream), True, True))
         targets = [Target("direct", upstream.port, None, False)]
-        for name, p, responses, answers in (("plain", procs[0], False, False), ("plain-buffered", procs[1], False, False),
-                                            ("mimo2codex", procs[2], True, True), ("translate-only", procs[3], False, True),
-                                            ("translate-general", procs[4], False, True)):
+        for name, p, responses, answers in procs:
             t = Target(name, p.port, p.proc.pid, responses, answers)
             asyncio.run(sequential(t, "bench:tiny", 20, True))  # warm-up: imports, first connections
             t.idle_rss = rss_mb(t.pid)
             targets.append(t)
+        print(f"\n#### upstream framing: {framing} ({FRAMINGS[framing]}); rows: " + ", ".join(t.name for t in targets), flush=True)
         if "ttfb" in args.sections:
             bench_ttfb(targets, n_rounds, 60 if args.quick else 150)
         if "long" in args.sections:
             bench_long(targets, n_rounds + 2, 5000, 2)
         if "concurrent" in args.sections:
-            bench_concurrent(targets, 256, 200)
+            for streams in args.streams:
+                bench_concurrent(targets, streams, 200)
         if "request" in args.sections:
-            bench_request(targets, [100_000, 1_000_000, 4_000_000], 5 if args.quick else 9)
+            # Request cost does not depend on the answer's framing: the second set only repeats the two shapes the issue names.
+            sizes = [(100_000, None), (100_000, 500), (1_000_000, None), (4_000_000, None), (16_000_000, None)]
+            bench_request(targets, sizes if framing == "mimo" else [(100_000, 500), (4_000_000, None)], 5 if args.quick else 9)
         if "profile" in args.sections:
-            bench_profile(5000, 4_000_000)
+            bench_profile(5000, 4_000_000, framing)
     finally:
-        for p in procs:
+        for _, p, _, _ in procs:
             p.stop()
         upstream.stop()
+
+
+FRAMINGS = {"mimo": "MiMo's: explicit nulls, one HTTP chunk per event",
+            "other": "other providers': delta without nulls, more envelope fields, 'data:' without a space, events split across reads"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="mimo2codex benchmarks (ratios against plain mitmdump, one run)")
+    ap.add_argument("sections", nargs="*", default=["ttfb", "long", "concurrent", "request", "profile"])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and repetitions")
+    ap.add_argument("--peer", action="append", default=[], metavar="'CMD {port} {upstream}'",
+                    help="another Responses proxy as a row in every section, started by this shell command line with "
+                         "{port} (where it must listen) and {upstream} (Chat Completions base URL) filled in; repeatable")
+    ap.add_argument("--framing", default="mimo,other", help="upstream row sets to run: mimo, other or both (default)")
+    ap.add_argument("--streams", default="256,1024", help="concurrent section sizes (default 256,1024)")
+    args = ap.parse_args(argv)
+    args.streams = [int(n) for n in args.streams.split(",")]
+    n_rounds = 3 if args.quick else 5
+    import mitmproxy.version
+
+    print(f"mimo2codex bench: Python {sys.version.split()[0]}, mitmproxy {mitmproxy.version.VERSION}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    for framing in args.framing.split(","):
+        run_set(framing, args, n_rounds)
     return 0
 
 

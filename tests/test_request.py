@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mimo2codex.translate import envelope, request, rules
+from mimo2codex.translate import envelope, request, request_messages, rules
 from mimo2codex.translate.request import BadRequest, to_chat
 
 SAMPLES = Path(__file__).parent / "fixtures" / "codex"
@@ -39,6 +39,21 @@ def test_codex_samples_translate_without_responses_only_fields(name):
     assert turn.stream is True and turn.thinking is True
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in SAMPLES.glob("0*.json")))
+def test_encode_gives_the_bytes_of_one_compact_dump(name):
+    chat, _ = to_chat(sample(name), MIMO)
+    assert request.encode(chat) == json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def test_encode_survives_a_lone_surrogate():
+    chat = chat_of(json.loads('[{"type": "message", "role": "user", "content": "half \\ud83d of a pair, 中文"}]'))
+    raw = request.encode(chat)
+    assert json.loads(raw) == chat  # the odd message is ASCII-escaped, the rest stays UTF-8
+    assert b"\\ud83d" in raw
+    with pytest.raises(UnicodeEncodeError):  # what the one-piece dump did
+        json.dumps(chat, ensure_ascii=False).encode()
+
+
 def test_developer_becomes_system_and_instructions_lead():
     chat = chat_of([msg("developer", "be brief"), msg("user", "hi")], instructions="You are Codex")
     assert chat["messages"] == [{"role": "system", "content": "You are Codex"},
@@ -55,6 +70,23 @@ def test_reasoning_restored_from_our_envelope_even_with_hidden_summary():
              msg("assistant", "answer"), msg("user", "again")]
     assistant = chat_of(items)["messages"][1]
     assert assistant == {"role": "assistant", "content": "answer", "reasoning_content": "deep thought"}
+
+
+def test_history_resent_every_turn_is_unsealed_and_checked_once_and_the_memo_stays_bounded(monkeypatch):
+    calls = []
+    memo = request_messages._Memo(lambda s: calls.append(s) or s.upper(), limit=10)
+    monkeypatch.setattr(request_messages, "_unseal", request_messages._Memo(lambda s: calls.append(s) or envelope.unseal(s)))
+    items = [msg("user", "q"), {"type": "reasoning", "summary": [], "encrypted_content": envelope.seal("deep thought")},
+             {"type": "function_call", "name": "f", "call_id": "c1", "arguments": '{"a":1'},
+             {"type": "function_call_output", "call_id": "c1", "output": "ok"}, msg("user", "again")]
+    first, second = chat_of(items), chat_of(json.loads(json.dumps(items)))  # the next turn: equal strings, new objects
+    assert first == second and first["messages"][1]["reasoning_content"] == "deep thought"
+    assert first["messages"][1]["tool_calls"][0]["function"]["arguments"] == '{"a":1}'  # repaired both times
+    assert len(calls) == 1
+    calls.clear()
+    assert [memo("abc"), memo("abc"), memo("defg"), memo("abc")] == ["ABC", "ABC", "DEFG", "ABC"]
+    assert calls == ["abc", "defg", "abc"]  # 3+3 and 4+4 characters overflow 10: emptied, then filled again
+    assert memo("x" * 20) == "X" * 20 and "x" * 20 not in memo.cache  # larger than the whole memo: not kept
 
 
 def test_foreign_encrypted_content_is_ignored_and_summary_used():

@@ -101,6 +101,16 @@ def test_fast_path_and_slow_path_agree():
     assert SSEParser().feed(mixed) == [(None, b'{"n":1}'), (None, b'{"n":2}')]
 
 
+@pytest.mark.parametrize("frames", [
+    b"".join(b'data:{"n":%d}\n\n' % i for i in range(20)),  # `data:` without the space, the whole-frames way
+    b'data:{"n":1}\n\ndata: {"n":2}\n\ndata:  {"n":3}\n\n',  # mixed: one space is the separator, a second one is data
+    b'data: {"n":1}\n\ndata:{"n":2}\n\n',
+    b'data:\n\ndata:{"n":2}\ndata:x\n\n',
+])
+def test_whole_frame_reads_agree_with_the_line_parser(frames):
+    assert SSEParser().feed(frames) == parse_all(frames, list(range(1, len(frames), 3)))
+
+
 def test_payloads_strip_data_prefix_and_iter_events():
     err = b'data:{"error":{"code":"400","message":"Param Incorrect"}}\n\n'
     assert sse.strip_data_prefix(err) == b'{"error":{"code":"400","message":"Param Incorrect"}}'

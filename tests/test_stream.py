@@ -948,6 +948,27 @@ def mimo_frames(chunks: list, ascii_: bool, index_first: bool) -> list[bytes]:
     return out + [b"data: [DONE]\n\n"]
 
 
+def other_frames(chunks: list, ascii_: bool, spaced: bool) -> list[bytes]:
+    """Other providers' framing (OpenAI, DeepSeek, vLLM...): the delta holds only what is set (no
+    explicit nulls), `index` first and `logprobs` in the choice, more envelope fields, `data:`
+    without a space, and (spaced) JSON with blanks after `:` and `,`."""
+    out = []
+    for i, c in enumerate(chunks):
+        env = {"id": "chatcmpl-" + CID, "object": "chat.completion.chunk", "created": 1776848906 + i // 5, "model": "gpt-x",
+               "system_fingerprint": "fp_1", "service_tier": "default"}
+        if c.get("choices"):
+            ch = c["choices"][0]
+            env["choices"] = [{"index": 0, "delta": {k: v for k, v in ch["delta"].items() if v is not None}, "logprobs": None,
+                               "finish_reason": ch["finish_reason"]}]
+        else:
+            env["choices"] = []
+        if "usage" in c and c["usage"] is not None:
+            env["usage"] = c["usage"]
+        text = json.dumps(env, ensure_ascii=ascii_, separators=(", ", ": ") if spaced else (",", ":"))
+        out.append(b"data:" + text.encode("utf-8", "surrogatepass") + b"\n\n")
+    return out + [b"data:[DONE]\n\n"]
+
+
 def random_chunks(rnd: random.Random) -> list:
     words = AWKWARD + ["plain", " words", " here", "。"]
     chunks = [role()]
@@ -991,11 +1012,15 @@ def run_both(body: list[bytes], cut: str, rnd: random.Random, monkeypatch, **tur
 
 @pytest.mark.parametrize("cut", ["frames", "merged", "random"])
 @pytest.mark.parametrize("ascii_", [False, True])
-def test_fast_path_same_bytes_as_general_path(cut, ascii_, monkeypatch):
-    rnd = random.Random(f"{cut}{ascii_}")
+@pytest.mark.parametrize("framing", ["mimo", "other"])
+def test_fast_path_same_bytes_as_general_path(cut, ascii_, framing, monkeypatch):
+    rnd = random.Random(f"{cut}{ascii_}{framing}")
     for n in range(150):
         chunks = random_chunks(rnd)
-        body = mimo_frames(chunks, ascii_, index_first=rnd.random() < 0.3)
+        if framing == "mimo":
+            body = mimo_frames(chunks, ascii_, index_first=rnd.random() < 0.3)
+        else:
+            body = other_frames(chunks, ascii_, spaced=rnd.random() < 0.3)
         show = rnd.random() < 0.8
         fast, slow, _ = run_both(body, cut, rnd, monkeypatch, show_reasoning=show)
         assert fast == slow, f"case {n}: {chunks}"
@@ -1008,6 +1033,19 @@ def test_fast_path_is_taken_for_plain_deltas(monkeypatch):
     assert fast == slow
     # role, the first piece of each item (it opens the item), finish, usage, [DONE] take the general path
     assert parses == 5
+
+
+@pytest.mark.parametrize("cut", ["frames", "random"])
+def test_learnt_fast_path_is_taken_for_other_framings(cut, monkeypatch):
+    """Frames the MiMo byte patterns do not know, whole or split across reads, skip the JSON parser
+    once the general path has seen one plain piece of each kind."""
+    chunks = [role()] + [think("hmm ")] * 50 + [say("tok ")] * 50 + [finish(), usage()]
+    for spaced in (False, True):
+        fast, slow, parses = run_both(other_frames(chunks, False, spaced), cut, random.Random(1), monkeypatch)
+        assert fast == slow
+        # role, the first two pieces of each item (one opens the item, one teaches the template),
+        # finish, usage, [DONE]; `created` changes every fifth frame, each change costs one parse more
+        assert parses <= 7 + len(chunks) // 5
 
 
 def test_fast_path_leaves_odd_frames_to_the_general_path(monkeypatch):

@@ -75,8 +75,37 @@ def _user_parts(content: Any, rules: Rules, model: Model) -> str | list[dict]:
     return parts
 
 
+class _Memo:
+    """A pure function of one string, remembered across requests: Codex sends the whole history
+    every turn, so the same sealed reasoning and tool-call arguments come back each time (~100 of
+    each in a 500-item request). Bounded by the characters held; emptied when full."""
+
+    def __init__(self, fn, limit: int = 4_000_000) -> None:
+        self.fn, self.limit, self.size, self.cache = fn, limit, 0, {}
+
+    def __call__(self, key: str):
+        try:
+            return self.cache[key]
+        except KeyError:
+            pass
+        value = self.fn(key)
+        size = len(key) + (len(value) if isinstance(value, str) else 0)
+        if self.size + size > self.limit:
+            self.cache.clear()
+            self.size = 0
+        if size <= self.limit:
+            self.cache[key] = value
+            self.size += size
+        return value
+
+
+_unseal = _Memo(envelope.unseal)
+_repair = _Memo(jsonfix.repair)
+
+
 def _reasoning_text(item: dict) -> str:
-    sealed = envelope.unseal(item.get("encrypted_content"))
+    value = item.get("encrypted_content")
+    sealed = _unseal(value) if isinstance(value, str) else None
     if sealed is not None:
         return sealed
     for key, kind in (("content", "reasoning_text"), ("summary", "summary_text")):
@@ -93,7 +122,7 @@ def _arguments(raw: Any) -> str:
     text = raw if isinstance(raw, str) else ""
     if not text.strip():
         return "{}"
-    fixed = jsonfix.repair(text)
+    fixed = _repair(text)
     return fixed if fixed is not None else json.dumps({"raw_arguments": text}, ensure_ascii=False)
 
 

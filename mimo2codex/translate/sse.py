@@ -40,7 +40,7 @@ class SSEParser:
         if not data:
             return []
         if (
-            data[:6] == b"data: "
+            data[:5] == b"data:"
             and data[-2:] == b"\n\n"
             and not self._buf
             and not self._data
@@ -48,9 +48,10 @@ class SSEParser:
             and self._event is None
             and b"\r" not in data
         ):
-            # The usual read: whole `data: ...` frames and nothing else.
-            frames = data[6:-2].split(b"\n\ndata: ")
-            if b"\n" not in data[6:-2] or not any(b"\n" in f for f in frames):
+            # The usual read: whole `data: ...` (or `data:...`, as some providers write it) frames and nothing else.
+            lead = 6 if data[5:6] == b" " else 5
+            frames = data[lead:-2].split(b"\n\n" + data[:lead])
+            if (b"\n" not in data[lead:-2] or not any(b"\n" in f for f in frames)) and (lead == 6 or not any(f[:1] == b" " for f in frames)):
                 return [(None, f) for f in frames]
         if self._cr:
             self._cr = False

@@ -22,7 +22,8 @@ This file holds the intake: bytes -> SSE events -> chunks, with the byte-level f
 reasoning/text chunks (it must give the same bytes as the general path), the public API and the
 plumbing every part emits through. The output items are built by mixins, each in its own file:
 stream_text.py (reasoning and message items), stream_tools.py (tool calls), stream_end.py
-(completed / incomplete / failed), stream_body.py (a non-stream completion as one chunk).
+(completed / incomplete / failed), stream_body.py (a non-stream completion as one chunk);
+stream_learn.py holds the fast path for other providers' framing (a template learnt per stream).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from mimo2codex.translate.hooks import REGISTRY
 from mimo2codex.translate.sse import DONE, DeltaTemplate, SSEParser, event, response_object, usage_from_chat
 from mimo2codex.translate.stream_body import WholeBody
 from mimo2codex.translate.stream_end import Endings
+from mimo2codex.translate.stream_learn import SPECIAL as _SPECIAL, LearntTemplate
 from mimo2codex.translate.stream_text import DisplayItems, _as_text
 from mimo2codex.translate.stream_tools import ToolCalls, _Call
 from mimo2codex.translate.turn import Turn
@@ -71,13 +73,12 @@ _PIECES = (
     ("reasoning", b'"choices":[{"delta":{"content":null,"role":null,"tool_calls":null,"reasoning_content":"',
      b'"},"finish_reason":null,"index":0}]'),
 )
-_SPECIAL = re.compile(rb'[\x00-\x1f"\\]')  # a piece with any of these is decoded (and checked) as JSON
 
 
 # ----------------------------------------------------------------------------------------------
 
 
-class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody):
+class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplate):
     """Feed Chat SSE bytes, get Responses SSE bytes. See the module docstring."""
 
     def __init__(self, turn: Turn, rules: Any) -> None:
@@ -98,6 +99,9 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody):
         self._fast = not self._hooks and "reasoning_content" in self._fields
         self._envelope = (b"", b"")  # the last head and tail around a plain piece that passed the check
         self._same: tuple[str, bytes, bytes, int] | None = None  # kind, bytes before and after the piece, their length
+        # The same idea for any provider's framing, learnt from a frame the general path found to be
+        # a plain piece (stream_learn.py): kind, that payload's bytes around the piece, their length.
+        self._learned: tuple[str, bytes, bytes, int] | None = None
 
         self._show = bool(turn.show_reasoning)
         self._parser = SSEParser()
@@ -158,14 +162,22 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody):
                     if taken == len(data):
                         return out[0] if len(out) == 1 else b"".join(out)
                     data = data[taken:]
+            idle = self._parser.idle()
             for name, payload in self._parser.feed(data):
                 if payload[:1] == b"{" and name is None:
+                    learned = self._learned
+                    if (learned is not None and len(payload) > learned[3] and payload.startswith(learned[1])
+                            and payload.endswith(learned[2]) and self._open == learned[0] and not self._calls
+                            and self._learned_piece(learned, payload, data, idle)):
+                        continue
                     try:
                         chunk = _loads(payload)
                     except ValueError:
                         self._on_event(name, payload)
                     else:
                         self._chunk(chunk, None)
+                        if self._fast and not self.done:
+                            self._learn(payload, chunk)
                 else:
                     self._on_event(name, payload)
                 if self.done:

@@ -1,0 +1,92 @@
+"""The stream fast path for any provider's framing: a payload template learnt from the general path.
+
+A mixin of ResponsesStream (stream.py). The MiMo byte patterns in stream.py (_PIECES) know only
+MiMo's key order and explicit nulls; other OpenAI-compatible servers (no nulls, `index` and
+`logprobs` in the choice, more envelope, `data:` without a space, events split across reads) would
+take the JSON parser on every chunk. So the first frame of an item the general path finds to be one
+plain piece teaches a template, the payload bytes around that piece (_learn); later payloads with
+the same two ends skip the parser (_learned_piece). It works on payloads, after the SSE parser, so
+also on frames split across reads. Both ways give the same bytes (tests/test_stream.py). Its state
+(`self._learned`) is set up in ResponsesStream.__init__.
+"""
+
+from __future__ import annotations
+
+import re
+
+SPECIAL = re.compile(rb'[\x00-\x1f"\\]')  # a piece with any of these is decoded (and checked) as JSON
+
+
+class LearntTemplate:
+    """Mixin of ResponsesStream: learn a plain-piece payload template, then translate by it."""
+
+    def _learn(self, payload: bytes, chunk: dict) -> None:
+        """Remember `payload` as a template if the general path just read it as one plain piece.
+
+        The same bytes with another piece between the same two ends, a piece holding no quote,
+        backslash or control character, are the same JSON but for that string: the general path
+        would do exactly what it did here (append the piece to the open item) with the new one.
+        """
+        if chunk.get("error") is not None or chunk.get("usage"):
+            return
+        choices = chunk.get("choices")
+        if type(choices) is not list or len(choices) != 1 or type(choices[0]) is not dict or choices[0].get("finish_reason"):
+            return
+        delta = choices[0].get("delta")
+        if type(delta) is not dict or delta.get("tool_calls") or delta.get("annotations"):
+            return
+        key, reasoning = "", None
+        for key in self._fields:  # the field _chunk reads reasoning from
+            reasoning = delta.get(key)
+            if reasoning is not None:
+                break
+        content = delta.get("content")
+        if reasoning and not content:
+            kind, text = "reasoning", reasoning
+        elif content and not reasoning:
+            kind, key, text = "message", "content", content
+        else:
+            return
+        if type(text) is not str or self._open != kind or self._calls:
+            return
+        try:
+            raw = text.encode()
+        except UnicodeEncodeError:  # a lone surrogate half: nothing to learn from
+            return
+        if SPECIAL.search(raw) is not None:
+            return
+        name = b'"' + key.encode() + b'"'
+        at = payload.find(name)
+        if at < 0 or payload.find(name, at + 1) >= 0:  # a key occurs only as itself; twice would be ambiguous
+            return
+        start = at + len(name)
+        while payload[start : start + 1] in (b" ", b"\t"):
+            start += 1
+        if payload[start : start + 1] != b":":
+            return
+        start += 1
+        while payload[start : start + 1] in (b" ", b"\t"):
+            start += 1
+        if payload[start : start + 1] != b'"' or payload[start + 1 : start + 2 + len(raw)] != raw + b'"':
+            return  # the piece is written with escapes (ensure_ascii, say): no template
+        start += 1
+        head, tail = payload[:start], payload[start + len(raw) :]
+        self._learned = (kind, head, tail, len(head) + len(tail))
+
+    def _learned_piece(self, learned: tuple[str, bytes, bytes, int], payload: bytes, data: bytes, idle: bool) -> bool:
+        """Translate a payload matching the learnt template; False leaves it to the general path."""
+        kind, head, tail, _ = learned
+        piece = payload[len(head) : len(payload) - len(tail)]
+        if SPECIAL.search(piece) is not None:
+            return False
+        try:
+            self._parts.append(piece.decode())
+        except ValueError:
+            return False
+        if idle and len(data) - len(payload) in (7, 8) and data.endswith(payload + b"\n\n"):
+            lead = data[: len(data) - len(payload) - 2]
+            if lead in (b"data: ", b"data:"):  # the read was this one frame: next time skip the parser too
+                self._same = (kind, lead + head, tail + b"\n\n", len(lead) + len(head) + len(tail) + 2)
+        if kind == "message" or self._show:
+            self._out.append(self._tmpl.render_literal(self._next(), b'"' + piece + b'"'))  # type: ignore[union-attr]
+        return True
