@@ -6,8 +6,9 @@ the client gets when the upstream cannot be reached or goes quiet.
   anything else gets a JSON 401. The client's credential is then removed from the flow, so flow
   files and mitmweb never hold it.
 - `mimo_max_body`: a request body over the limit gets a JSON 413 that states the limit.
-- Upstream unreachable, or gone before its response headers: mitmproxy answers with its own 502
-  HTML page, and setting `flow.response` in the `error` hook does not replace it (notes §4). We
+- The provider unreachable: the relay (addon/relay.py) answers that itself. The relay's connection
+  closed before response headers (the provider closed before any body byte): mitmproxy answers
+  with its own 502 HTML page, and setting `flow.response` in the `error` hook does not replace it (notes §4). We
   write a Responses-shaped answer to the client connection ourselves and kill the flow: mitmproxy
   then closes the connection without its page (`check_killed` after the error hook sends nothing
   for a killed flow). Private API, pinned by tests on mitmproxy 11 and 12.
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.utils import human
 
+from addon import relay
 from mimo2codex.translate import errors, secrets
 from mimo2codex.translate.turn import Turn
 
@@ -194,7 +196,8 @@ class Guard:
         if msg.lower().startswith("client disconnected") or not flow.killable:
             return
         req = flow.request
-        text = f"mimo2codex got no answer from {req.scheme}://{req.host}:{req.port}: {msg}"
+        where = flow.metadata.get(META + "upstream_url") or f"{req.scheme}://{req.host}:{req.port}"  # the provider, not the relay
+        text = f"mimo2codex got no answer from {where}: {msg}"
         if self.fail_before_headers(flow, errors.MappedError("server_error", text, text, 502, True, None, "server_error")):
             flow.kill()  # mitmproxy then closes the connection instead of sending its HTML 502
 
@@ -245,9 +248,13 @@ class Guard:
             if not flow.live or flow.error:
                 self.watched.pop(fid, None)
                 continue
+            relayed = relay.ticket_for(fid)
+            if relayed is not None and relayed.backoff:  # the proxy's own retry wait, not the provider's silence
+                w.since = now
+                continue
             resp = flow.response
             if resp is None:
-                progress = -1
+                progress = -1 - (relayed.attempt if relayed is not None else 0)  # each retry is a fresh wait
             else:
                 raw = getattr(resp.stream, "raw", None)  # Tee: the upstream chunks so far
                 if raw is None:  # answered locally, or an error body mitmproxy buffers: not ours to time

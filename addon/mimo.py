@@ -4,14 +4,14 @@
              --set connection_strategy=lazy
 
 `POST /v1/responses` is rewritten into a Chat Completions request for the provider named by the
-rules file, and the provider's streamed answer is translated back event by event through
-`flow.response.stream`. `GET /v1/models` and `GET /healthz` are answered locally. Translation
+rules file, sent through the in-process relay (addon/relay.py: keep-alive during long prefills,
+streamed retries, the key kept out of flows), and the provider's streamed answer is translated
+back event by event through `flow.response.stream`. `GET /v1/models` and `GET /healthz` are answered locally. Translation
 itself lives in the mitmproxy-free `mimo2codex` package; this module only adapts it to hooks.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -32,7 +32,7 @@ from mitmproxy import ctx, exceptions, http  # noqa: E402
 from mitmproxy.proxy import mode_specs  # noqa: E402
 
 from mimo2codex import __version__  # noqa: E402
-from mimo2codex.translate import errors, request, rules, secrets, upstream  # noqa: E402
+from mimo2codex.translate import errors, request, rules, secrets  # noqa: E402
 from mimo2codex.translate.stream import ResponsesStream, translate_body  # noqa: E402
 from mimo2codex.translate.turn import Turn  # noqa: E402
 
@@ -41,7 +41,7 @@ from addon import keyguard  # noqa: E402
 from addon import reloading  # noqa: E402
 from addon import rules_watch  # noqa: E402
 from addon import webguard  # noqa: E402
-from addon import recorder, replay, views  # noqa: E402,F401  (importing views registers the contentviews)
+from addon import recorder, relay, replay, views  # noqa: E402,F401  (importing views registers the contentviews)
 
 log = logging.getLogger("mimo2codex")
 
@@ -62,19 +62,55 @@ class Route(NamedTuple):
 
 
 class Tee:
-    """The `flow.response.stream` callable: upstream Chat SSE in, Responses SSE out, both kept."""
+    """The `flow.response.stream` callable: upstream Chat SSE in, Responses SSE out, both kept.
 
-    def __init__(self, sm: ResponsesStream) -> None:
+    Behind the relay (addon/relay.py) the body may start with keep-alive bytes the relay wrote while
+    the provider was silent (`ticket.prefix` of them): they become keep-alive events for the client
+    and are not the provider's. A provider error after the stream opened ends it as `response.failed`;
+    a whole (non-SSE) answer after the stream opened is kept and translated at its end.
+    """
+
+    def __init__(self, sm: ResponsesStream, ticket: relay.Ticket | None = None) -> None:
         self.sm = sm
         # Lists joined once at the end: appending to a growing bytearray cost ~0.2 µs per chunk each.
         self.raw: list[bytes] = []
         self.out: list[bytes] = []
         self.started = time.monotonic()
+        self.ticket = ticket
+        self.skipped = 0  # keep-alive bytes consumed
+        self.prefix = ticket is not None  # still in the relay's keep-alive prefix
+        self.whole = False  # the provider's answer is not SSE: translated once complete
 
     def __call__(self, data: bytes) -> list[bytes]:
+        if self.prefix and data:
+            n = min(len(data), self.ticket.prefix - self.skipped)
+            if n < len(data):
+                self.prefix = False
+                self.whole = "event-stream" not in self.ticket.content_type.lower()
+            if n > 0:
+                self.skipped += n
+                out = self.sm.keepalive()
+                data = data[n:]
+                if data:
+                    self.raw.append(data)
+                    if not self.whole:
+                        out += self.sm.feed(data)
+                if out:
+                    self.out.append(out)
+                    return [out]
+                return []
         if data:
             self.raw.append(data)
+            if self.whole:
+                return []
             out = self.sm.feed(data)
+        elif self.ticket is not None and self.ticket.failure is not None:
+            status, headers, body = self.ticket.failure
+            self.raw = [body]  # what the provider said, for flow files and replays
+            mapped = errors.map_upstream(self.sm.rules, status, body, headers)
+            out = self.sm.fail(mapped.code, secrets.scrub(mapped.message))
+        elif self.whole:
+            out = self.sm.whole(b"".join(self.raw), self.ticket.content_type)
         else:  # upstream body complete
             out = self.sm.finish()
         if out:
@@ -124,7 +160,7 @@ class MimoTranslate:
         loader.add_option("mimo_show_reasoning", bool, True, "Show the provider's reasoning to the client as summaries.")
         loader.add_option("mimo_web_search", bool, False, "Offer the provider's web search builtin (needs it enabled in the provider console).")
         loader.add_option("mimo_verbose", bool, False, "Log one line per translated request.")
-        loader.add_option("mimo_upstream_timeout", int, 600, "Seconds to wait for a retried upstream request.")
+        loader.add_option("mimo_upstream_timeout", int, 600, "Seconds to wait for the provider's response headers, per attempt.")
 
     def running(self) -> None:
         reloading.install_fallback()
@@ -308,7 +344,8 @@ class MimoTranslate:
         if resp.http_version == "HTTP/1.1":
             resp.headers["transfer-encoding"] = "chunked"
         resp.headers["cache-control"] = "no-cache"
-        resp.stream = self.tees[flow.id] = Tee(ResponsesStream(turn, self.flow_routes[flow.id].rules if flow.id in self.flow_routes else self.rules))
+        rules_ = self.flow_routes[flow.id].rules if flow.id in self.flow_routes else self.rules
+        resp.stream = self.tees[flow.id] = Tee(ResponsesStream(turn, rules_), relay.ticket_for(flow.id))
 
     async def response(self, flow: http.HTTPFlow) -> None:
         turn = self.turns.pop(flow.id, None)
@@ -325,9 +362,7 @@ class MimoTranslate:
             return
         resp = flow.response
         status, body, headers = resp.status_code, resp.get_content(strict=False) or b"", dict(resp.headers)
-        if status != 200:
-            status, headers, body = await self.retry(flow, route, status, headers, body)
-        if status != 200:
+        if status != 200:  # after the relay's own retries
             flow.metadata[META + "upstream_body"] = body.decode("utf-8", "replace")
             self.reply_error(flow, errors.map_upstream(rules_, status, body, headers), turn)
             return
@@ -341,43 +376,6 @@ class MimoTranslate:
             self.reply_error(flow, errors.from_failed(sm.response.get("error")), turn)
         else:
             self.local(flow, 200, json.dumps(sm.response, ensure_ascii=False).encode())
-
-    async def retry(self, flow: http.HTTPFlow, route: Route, status: int, headers: dict, body: bytes) -> tuple[int, dict, bytes]:
-        """Retry 429/5xx answers within the rules' budget; the answer then goes out whole."""
-        rules_ = route.rules
-        budget = float(rules_.retry["max_wait"])
-        attempts = int(rules_.retry["attempts"])
-        url = rules_.chat_url(route.base_url)
-        send = {"content-type": "application/json", "accept": SSE, "accept-encoding": "identity",
-                "user-agent": f"mimo2codex/{__version__}"}
-        if self.api_key(route):
-            send[rules_.auth_header] = rules_.auth_value(self.api_key(route))
-        payload = flow.metadata[META + "chat_request"].encode()
-        tries = []
-        for attempt in range(1, attempts + 1):
-            mapped = errors.map_upstream(rules_, status, body, headers)
-            if not mapped.retry:
-                break
-            delay = upstream.retry_delay(attempt, float(rules_.retry["base_delay"]), mapped.retry_after)
-            if delay > budget:
-                break
-            budget -= delay
-            tries.append(f"{status} → retry in {delay:.1f}s")
-            await asyncio.sleep(delay)
-            if not flow.client_conn.connected:  # the client gave up: nobody to answer, spend no quota
-                tries.append("client gone")
-                break
-            # urllib's timeout bounds each socket read: the same idle rule as the streamed path.
-            idle = getattr(ctx.options, "mimo_stream_idle_timeout", 0) or ctx.options.mimo_upstream_timeout
-            try:
-                status, headers, body = await asyncio.to_thread(upstream.post, url, send, payload,
-                                                                min(idle, ctx.options.mimo_upstream_timeout))
-            except OSError as e:
-                status, headers, body = 502, {}, json.dumps({"error": {"message": self.scrub(f"upstream unreachable: {e}")}}).encode()
-        if tries:
-            flow.metadata[META + "retries"] = "; ".join(tries)
-            log.info("retried %s: %s → %s", flow.metadata.get(META + "model"), "; ".join(tries), status)
-        return status, headers, body
 
     def error(self, flow: http.HTTPFlow) -> None:
         turn = self.turns.pop(flow.id, None)
@@ -440,5 +438,5 @@ def write_to_client(flow: http.HTTPFlow, data: bytes) -> bool:
 reloading.script_loaded()
 addons = [keyguard.KeyGuard(),  # first: the key is in this process's environment
           webguard.FrozenOptions(), webguard.WebGuard(),  # mitmweb's API: see addon/webguard.py
-          guard.Guard(), MimoTranslate(), guard.WireSecrets(),  # order matters: see addon/guard.py
+          guard.Guard(), MimoTranslate(), relay.Relay(), guard.WireSecrets(),  # order matters: see addon/guard.py
           replay.Replay(), recorder.Recorder(), rules_watch.RulesWatch()]

@@ -53,7 +53,8 @@ def header_lines(flow: Any) -> list[str]:
     lines = [f"mimo2codex · {getattr(flow, 'comment', '') or m.get(META + 'model', '')}"]
     if getattr(flow, "marked", ""):
         lines.append(f"FAILED TURN {flow.marked}")
-    for key, label in (("error", "error"), ("retries", "retries"), ("replay", "replayed from recording")):
+    for key, label in (("upstream_url", "sent to"), ("error", "error"), ("retries", "retries"),
+                       ("replay", "replayed from recording")):
         if m.get(META + key):
             lines.append(f"{label}: {m[META + key]}")
     return lines

@@ -28,7 +28,8 @@ class Reply:
     web_search_usage, usage{prompt_tokens, completion_tokens, total_tokens, cached_tokens
     (int|None|"missing"), reasoning_tokens} or None (no usage at all), reasoning_tokens,
     error{status, retry_after, code, message, param, type, body}, cut_after, cut_mode(fin|rst),
-    mid_error{after, status, code, message, param, type, body}, header_delay, chunk_delay,
+    mid_error{after, status, code, message, param, type, body}, header_delay, body_delay (between
+    a stream's 200 headers and its first event: a prefill behind an open stream), chunk_delay,
     stall_after, split_utf8, done_count, id, created, repeat.
     """
 
@@ -51,6 +52,7 @@ class Reply:
     cut_mode: str = "fin"
     mid_error: dict | None = None
     header_delay: float = 0.0
+    body_delay: float = 0.0
     chunk_delay: float = 0.0
     stall_after: int | None = None
     split_utf8: bool | None = None
@@ -63,7 +65,7 @@ class Reply:
         "text", "text_chunks", "chunk_text", "reasoning", "force_reasoning", "tool_calls",
         "interleaved", "allow_undeclared_tools", "finish", "annotations", "web_search_usage",
         "usage", "reasoning_tokens", "error", "cut_after", "cut_mode", "mid_error", "header_delay",
-        "chunk_delay", "stall_after", "split_utf8", "done_count", "id", "created", "repeat",
+        "body_delay", "chunk_delay", "stall_after", "split_utf8", "done_count", "id", "created", "repeat",
     )
 
     @classmethod
@@ -93,7 +95,7 @@ class Reply:
                 if v is not None and v < 0 and key != "repeat":
                     raise ValueError(f"reply spec {key!r} must be >= 0")
                 setattr(r, key, v)
-        for key in ("header_delay", "chunk_delay"):
+        for key in ("header_delay", "body_delay", "chunk_delay"):
             if key in spec:
                 v = typed(key, (int, float))
                 if v < 0:

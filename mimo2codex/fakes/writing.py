@@ -115,6 +115,7 @@ class Writing:
         self._wait(h, rec, reply.header_delay)
         self._head(h, rec, 200, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                  "Transfer-Encoding": "chunked"})
+        self._wait(h, rec, reply.body_delay)
         for i, ev in enumerate(events):
             if reply.cut_after is not None and i >= reply.cut_after:
                 self._cut(h, reply.cut_mode)

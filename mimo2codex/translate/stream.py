@@ -266,6 +266,36 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
             self._crash(exc)
         return b"".join(out)
 
+    def whole(self, body: bytes, content_type: str = "") -> bytes:
+        """A whole upstream body -> the rest of the event stream.
+
+        Handles a Chat SSE body (replayed flows, clients that did not stream) and a non-stream
+        `chat.completion` JSON, which goes through the same state machine as one chunk.
+        """
+        head = (body or b"").lstrip()[:6]
+        if "event-stream" in (content_type or "").lower() or head.startswith((b"data:", b"event:", b":", b"id:")):
+            return self.feed(body or b"") + self.finish()
+        try:
+            obj = json.loads(body) if body else None
+        except ValueError:
+            obj = None
+        if obj is None:
+            return self.fail("server_error", f"The {self._provider()} answer was neither an event stream nor JSON.")
+        return self.feed_completion(obj)
+
+    def keepalive(self) -> bytes:
+        """Events for a client waiting while the provider is silent: the stream's start, then repeats
+        of `response.in_progress` (Codex and the SDKs ignore them but they reset Codex's idle timer,
+        which SSE comments do not)."""
+        if self.done:
+            return b""
+        out = self._out = []
+        if self._started:
+            self._emit("response.in_progress", {"response": response_object(self.turn, "in_progress")})
+        else:
+            self._start()
+        return b"".join(out)
+
     def fail(self, code: str, message: str) -> bytes:
         if self.done:
             return b""
@@ -435,22 +465,6 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
 
 
 def translate_body(turn: Turn, rules: Any, body: bytes, content_type: str = "") -> tuple[bytes, ResponsesStream]:
-    """A whole upstream body -> (Responses SSE bytes, the finished stream: .response, .summary).
-
-    Handles a Chat SSE body (replayed flows, clients that did not stream) and a non-stream
-    `chat.completion` JSON, which goes through the same state machine as one chunk.
-    """
+    """A whole upstream body -> (Responses SSE bytes, the finished stream: .response, .summary)."""
     stream = ResponsesStream(turn, rules)
-    head = (body or b"").lstrip()[:6]
-    if "event-stream" in (content_type or "").lower() or head.startswith((b"data:", b"event:", b":", b"id:")):
-        out = stream.feed(body or b"") + stream.finish()
-    else:
-        try:
-            obj = json.loads(body) if body else None
-        except ValueError:
-            obj = None
-        if obj is None:
-            out = stream.fail("server_error", f"The {stream._provider()} answer was neither an event stream nor JSON.")
-        else:
-            out = stream.feed_completion(obj)
-    return out, stream
+    return stream.whole(body, content_type), stream

@@ -1,0 +1,324 @@
+"""The proxy's own upstream client: translated requests reach the provider through a loopback relay.
+
+mitmproxy can send nothing to the client before the upstream's response headers, so with a plain
+reverse proxy a provider that prefills a huge prompt for a minute leaves Codex with an open socket
+and no byte, and a request retried after a 429/5xx could only be answered whole at the end. The
+relay is an asyncio server in this process on a random loopback port. `Relay.request` (after the
+translator) points each translated flow at it with a single-use random ticket and takes the
+provider's URL and credential out of the flow into that ticket: a local process that reaches the
+relay port cannot choose a target or spend the key, and the key is never in a flow at all.
+
+For each request the relay:
+- sends the provider exactly the request the flow shows (headers the other addons set, such as
+  `x-m2c-replay`, included, on every attempt) plus the credential;
+- holds the client's response headers until the provider answers or `HOLD` seconds pass, so fast
+  errors stay HTTP errors (what Codex acts on, codex-responses.md §4);
+- once `HOLD` passes with the provider still silent (prefill) on a stream turn, answers
+  `200 text/event-stream` and writes a keep-alive chunk every `mimo_keepalive` seconds; the bytes
+  written before the provider's first one are counted in `Ticket.prefix`, and the translator's
+  Tee turns them into `response.created` then `response.in_progress` events (which Codex and the
+  SDKs read, and which reset Codex's idle timer) instead of recording them as provider output;
+- retries 429/5xx within the rules' budget while the client waits, and streams the retried
+  answer chunk by chunk like a first one; an error after the stream opened is handed to the Tee
+  (`Ticket.failure`) which ends the answer with `response.failed`;
+- cancels the provider request when mitmproxy closes the relay connection (client hung up, idle
+  watchdog).
+The flow keeps both sides for mitmweb and flow files: the Chat request as sent (its real provider
+URL in metadata `m2c.upstream_url`), the provider's raw answer as the response body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets as pysecrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from mitmproxy import ctx, http
+
+from addon import provider_http, reloading
+from addon.provider_http import chunk
+from mimo2codex.translate import errors, secrets, upstream
+
+log = logging.getLogger("mimo2codex")
+
+META = "m2c."
+TICKET_HEADER = "x-m2c-ticket"
+HOLD = 1.0  # seconds the client's headers wait for the provider's first answer
+KEEPALIVE = b": keep-alive\n\n"
+HOP = {"host", "connection", "content-length", "transfer-encoding", "keep-alive", "te", "upgrade",
+       "proxy-connection", TICKET_HEADER}
+
+
+@dataclass
+class Ticket:
+    """One translated request the relay will send: decided by the translator, never by the caller."""
+
+    url: str
+    rules: Any
+    stream: bool
+    flow: http.HTTPFlow = field(repr=False)
+    credential: tuple[str, str] | None = field(default=None, repr=False)
+    prefix: int = 0  # keep-alive bytes written before the provider's first byte
+    opened: bool = False  # the client's response headers are out
+    attempt: int = 0  # provider requests sent so far
+    backoff: bool = False  # between a retryable error and the next attempt: not the provider's silence
+    failure: tuple[int, dict, bytes] | None = None  # provider error after the stream opened
+    content_type: str = ""  # of the provider's 200 answer
+
+
+class _State:
+    """Module level: a reload of addon/mimo.py keeps the server and the requests in flight."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+        self.tickets: dict[str, Ticket] = {}  # ticket -> request not yet picked up
+        self.live: dict[str, Ticket] = {}  # flow id -> request being relayed
+
+
+STATE = _State()
+
+
+def ticket_for(flow_id: str) -> Ticket | None:
+    return STATE.live.get(flow_id)
+
+
+class Relay:
+    """Points translated flows at the relay server (after the translator, before WireSecrets/Replay)."""
+
+    def load(self, loader) -> None:
+        loader.add_option("mimo_keepalive", int, 5,
+                          f"Seconds between keep-alive events while the provider is silent before its first byte "
+                          f"(the stream opens after {HOLD:g} s of silence). 0: never open early.")
+
+    async def running(self) -> None:
+        if STATE.server is None:
+            STATE.server = await asyncio.start_server(_handle, "127.0.0.1", 0)
+            STATE.port = STATE.server.sockets[0].getsockname()[1]
+
+    def done(self) -> None:
+        if STATE.server is not None and reloading.shutting_down():
+            STATE.server.close()
+            STATE.server = None
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live or META + "chat_request" not in flow.metadata:
+            return
+        if STATE.server is None:
+            return  # not running (unit tests): mitmproxy talks to the provider itself
+        translate = ctx.master.addons.get("mimotranslate")
+        route = translate.flow_routes.get(flow.id) if translate is not None else None
+        if route is None:
+            return
+        req = flow.request
+        credential = None
+        name = route.rules.auth_header
+        if req.headers.get(name, secrets.REDACTED) != secrets.REDACTED:
+            credential = (name, req.headers[name])
+            req.headers[name] = secrets.REDACTED  # the flow shows that it is sent, never what
+        ticket = pysecrets.token_urlsafe(24)
+        STATE.tickets[ticket] = Ticket(req.url, route.rules, bool(flow.metadata.get(META + "stream")), flow, credential)
+        flow.metadata[META + "upstream_url"] = req.url
+        req.url = f"http://127.0.0.1:{STATE.port}{req.path}"
+        req.headers["host"] = f"127.0.0.1:{STATE.port}"
+        req.headers[TICKET_HEADER] = ticket
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._forget(flow)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._forget(flow)
+
+    @staticmethod
+    def _forget(flow: http.HTTPFlow) -> None:
+        ticket = flow.request.headers.get(TICKET_HEADER)
+        if ticket:
+            STATE.tickets.pop(ticket, None)
+
+
+# -- the relay server ----------------------------------------------------------------------------
+
+
+async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                return
+            lines = head.decode("latin-1").split("\r\n")
+            headers: list[tuple[str, str]] = []
+            for line in lines[1:]:
+                if ":" in line:
+                    k, v = line.split(":", 1)
+                    headers.append((k.strip(), v.strip()))
+            low = {k.lower(): v for k, v in headers}
+            body = await reader.readexactly(int(low.get("content-length") or 0))
+            ticket = STATE.tickets.pop(low.get(TICKET_HEADER, ""), None)
+            if ticket is None:
+                _answer(writer, 403, b'{"error":{"message":"mimo2codex relay: unknown or used ticket"}}', close=True)
+                return
+            work = asyncio.create_task(_relay(ticket, headers, body, writer))
+            gone = asyncio.create_task(reader.read(1))
+            STATE.live[ticket.flow.id] = ticket
+            try:
+                await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+                await asyncio.gather(gone, return_exceptions=True)  # its read must end before the next one
+                STATE.live.pop(ticket.flow.id, None)
+                if not work.done():  # mitmproxy closed the connection: the client hung up or the watchdog fired
+                    work.cancel()
+                    await asyncio.gather(work, return_exceptions=True)
+            if work.cancelled():
+                log.info("relay: client gone, provider request cancelled (%s)", ticket.flow.metadata.get(META + "model"))
+                return
+            if (e := work.exception()) is not None:  # the provider broke off: closing tells mitmproxy so
+                if not isinstance(e, (OSError, asyncio.IncompleteReadError, ValueError)):
+                    log.warning("relay: %r", e)
+                return
+            if low.get("connection", "").lower() == "close":
+                return
+    finally:
+        writer.close()
+
+
+def _answer(writer: asyncio.StreamWriter, status: int, body: bytes, ctype: str = "application/json",
+            extra: dict | None = None, close: bool = False) -> None:
+    head = [f"HTTP/1.1 {status} {http.status_codes.RESPONSES.get(status, '')}", f"content-type: {ctype}",
+            f"content-length: {len(body)}"]
+    head += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    if close:
+        head.append("connection: close")
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+
+
+def _stream_head(ctype: str) -> bytes:
+    return f"HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ntransfer-encoding: chunked\r\n\r\n".encode("latin-1")
+
+
+async def _relay(t: Ticket, headers: list[tuple[str, str]], body: bytes, writer: asyncio.StreamWriter) -> None:
+    send = [(k, v) for k, v in headers if k.lower() not in HOP]
+    if t.credential:
+        name = t.credential[0].lower()
+        send = [(k, v) for k, v in send if k.lower() != name] + [t.credential]
+    rules_ = t.rules
+    budget = float(rules_.retry["max_wait"])
+    tries: list[str] = []
+    flow = t.flow
+    for attempt in range(1, int(rules_.retry["attempts"]) + 2):
+        t.attempt = attempt
+        pending = asyncio.create_task(provider_http.Exchange.open(t.url, send, body))
+        deadline = time.monotonic() + ctx.options.mimo_upstream_timeout
+        try:
+            while True:
+                wait = HOLD if not t.opened else ctx.options.mimo_keepalive
+                if not (t.stream and ctx.options.mimo_keepalive):
+                    wait = deadline - time.monotonic()
+                done, _ = await asyncio.wait({pending}, timeout=max(0.0, min(wait, deadline - time.monotonic())))
+                if done:
+                    break
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"no response headers within {ctx.options.mimo_upstream_timeout} s (mimo_upstream_timeout)")
+                if not t.opened:
+                    writer.write(_stream_head("text/event-stream"))
+                    t.opened = True
+                t.prefix += len(KEEPALIVE)
+                writer.write(chunk(KEEPALIVE))
+                await writer.drain()
+            up = pending.result()
+        except OSError as e:  # unreachable or gone before its headers: no retry, as before the relay
+            where = "{0.scheme}://{0.netloc}".format(urlsplit(t.url))
+            msg = secrets.scrub(f"mimo2codex got no answer from {where}: {e or type(e).__name__}", "")
+            return await _fail(t, writer, 502, {}, json.dumps({"error": {"message": msg}}).encode(), tries)
+        finally:
+            if not pending.done():
+                pending.cancel()
+        try:
+            if up.status == 200:
+                if tries:
+                    flow.metadata[META + "retries"] = "; ".join(tries)
+                    log.info("retried %s: %s → 200", flow.metadata.get(META + "model"), "; ".join(tries))
+                t.content_type = up.headers.get("content-type", "application/json")
+                if t.opened:  # the head said event-stream: keep the provider's real type for replays
+                    flow.metadata[META + "upstream_content_type"] = t.content_type
+                head = b"" if t.opened else _stream_head(t.content_type)
+                body_in = up.framed()
+                first = await _first_bytes(t, writer, head, body_in)
+                t.opened = True
+                writer.write(first)  # with the head, if it is not out yet: one send
+                await writer.drain()
+                async for data in body_in:
+                    writer.write(data)
+                    await writer.drain()
+                return
+            err = b"".join([d async for d in up.body()])
+        finally:
+            up.release()
+        mapped = errors.map_upstream(rules_, up.status, err, up.headers)
+        delay = upstream.retry_delay(attempt, float(rules_.retry["base_delay"]), mapped.retry_after)
+        if not mapped.retry or attempt > int(rules_.retry["attempts"]) or delay > budget:
+            return await _fail(t, writer, up.status, up.headers, err, tries)
+        budget -= delay
+        tries.append(f"{up.status} → retry in {delay:.1f}s")
+        t.backoff = True
+        try:
+            await _backoff(t, writer, delay)
+        finally:
+            t.backoff = False
+
+
+async def _first_bytes(t: Ticket, writer: asyncio.StreamWriter, head: bytes, body_in) -> bytes:
+    """The provider's first body bytes (after `head`). Many servers send their headers at once and
+    prefill behind them: a stream turn gets keep-alives then too, after the same `HOLD`."""
+    if not (t.stream and ctx.options.mimo_keepalive and "event-stream" in t.content_type.lower()):
+        return head + await body_in.__anext__()
+    first = asyncio.ensure_future(body_in.__anext__())
+    try:
+        while not (await asyncio.wait({first}, timeout=HOLD if head else ctx.options.mimo_keepalive))[0]:
+            t.prefix += len(KEEPALIVE)
+            writer.write(head + chunk(KEEPALIVE))
+            head = b""
+            t.opened = True
+            await writer.drain()
+    finally:
+        if not first.done():
+            first.cancel()
+    return head + first.result()
+
+
+async def _backoff(t: Ticket, writer: asyncio.StreamWriter, delay: float) -> None:
+    """Wait before the next attempt; an open client stream gets keep-alives meanwhile."""
+    if not t.opened:
+        await asyncio.sleep(delay)
+        return
+    end = time.monotonic() + delay
+    while (left := end - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, ctx.options.mimo_keepalive or left))
+        if time.monotonic() < end:
+            t.prefix += len(KEEPALIVE)
+            writer.write(chunk(KEEPALIVE))
+            await writer.drain()
+
+
+async def _fail(t: Ticket, writer: asyncio.StreamWriter, status: int, headers: dict, body: bytes, tries: list[str]) -> None:
+    """The provider's last answer was an error: passed on as is, or to the Tee if the stream is open."""
+    flow = t.flow
+    if tries:
+        flow.metadata[META + "retries"] = "; ".join(tries)
+        log.info("retried %s: %s → %s", flow.metadata.get(META + "model"), "; ".join(tries), status)
+    if not t.opened:
+        keep = {k: v for k, v in headers.items() if k in ("retry-after",)}
+        _answer(writer, status, body, headers.get("content-type", "application/json"), keep)
+    else:
+        t.failure = (status, headers, body)
+        flow.metadata[META + "error"] = f"provider HTTP {status} after the client's stream had opened"
+        flow.metadata[META + "upstream_status"] = status
+        flow.metadata[META + "upstream_content_type"] = headers.get("content-type", "application/json")
+        writer.write(b"0\r\n\r\n")
+    await writer.drain()
