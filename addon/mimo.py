@@ -42,6 +42,7 @@ from addon import reloading  # noqa: E402
 from addon import rules_watch  # noqa: E402
 from addon import webguard  # noqa: E402
 from addon import recorder, relay, replay, views  # noqa: E402,F401  (importing views registers the contentviews)
+from addon.tee import Tee  # noqa: E402
 
 log = logging.getLogger("mimo2codex")
 
@@ -59,77 +60,6 @@ class Route(NamedTuple):
     rules: rules.Rules
     base_url: str
     key_env: str
-
-
-class Tee:
-    """The `flow.response.stream` callable: upstream Chat SSE in, Responses SSE out, both kept.
-
-    Behind the relay (addon/relay.py) the body may start with keep-alive bytes the relay wrote while
-    the provider was silent (`ticket.prefix` of them): they become keep-alive events for the client
-    and are not the provider's. A provider error after the stream opened ends it as `response.failed`;
-    a whole (non-SSE) answer after the stream opened is kept and translated at its end.
-    """
-
-    def __init__(self, sm: ResponsesStream, ticket: relay.Ticket | None = None) -> None:
-        self.sm = sm
-        # Lists joined once at the end: appending to a growing bytearray cost ~0.2 µs per chunk each.
-        self.raw: list[bytes] = []
-        self.out: list[bytes] = []
-        self.started = time.monotonic()
-        self.ticket = ticket
-        self.skipped = 0  # keep-alive bytes consumed
-        self.prefix = ticket is not None  # still in the relay's keep-alive prefix
-        self.whole = False  # the provider's answer is not SSE: translated once complete
-
-    def __call__(self, data: bytes) -> list[bytes]:
-        if self.prefix and data:
-            n = min(len(data), self.ticket.prefix - self.skipped)
-            if n < len(data):
-                self.prefix = False
-                self.whole = "event-stream" not in self.ticket.content_type.lower()
-            if n > 0:
-                self.skipped += n
-                out = self.sm.keepalive()
-                data = data[n:]
-                if data:
-                    self.raw.append(data)
-                    if not self.whole:
-                        out += self.sm.feed(data)
-                if out:
-                    self.out.append(out)
-                    return [out]
-                return []
-        if data:
-            self.raw.append(data)
-            if self.whole:
-                return []
-            out = self.sm.feed(data)
-        elif self.ticket is not None and self.ticket.failure is not None:
-            status, headers, body = self.ticket.failure
-            self.raw = [body]  # what the provider said, for flow files and replays
-            mapped = errors.map_upstream(self.sm.rules, status, body, headers)
-            out = self.sm.fail(mapped.code, secrets.scrub(mapped.message))
-        elif self.whole:
-            out = self.sm.whole(b"".join(self.raw), self.ticket.content_type)
-        else:  # upstream body complete
-            out = self.sm.finish()
-        if out:
-            self.out.append(out)
-            return [out]
-        return []  # never b"" mid-stream: on HTTP/1 chunked it would end the body
-
-    # Joined once and kept joined: the chunk lists go as soon as the whole bodies exist. With many
-    # streams ending together (256 at once in bench/run.py) the lists and the joined copies
-    # coexisting for every flow set the RSS peak.
-    def upstream_bytes(self) -> bytes:
-        if len(self.raw) != 1:
-            self.raw = [b"".join(self.raw)]
-        return self.raw[0]
-
-    def client_bytes(self) -> bytes:
-        if len(self.out) != 1:
-            self.out = [b"".join(self.out)]
-        return self.out[0]
 
 
 class MimoTranslate:

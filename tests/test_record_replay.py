@@ -19,7 +19,8 @@ from mitmproxy import exceptions, http
 from mitmproxy.test import taddons, tflow, tutils
 
 from addon import flowfile
-from addon.mimo import MimoTranslate, Tee
+from addon.mimo import MimoTranslate
+from addon.tee import Tee
 from addon.recorder import Recorder
 from addon.replay import Replay
 from mimo2codex import proxyproc
