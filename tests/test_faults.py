@@ -8,11 +8,13 @@ proxy must answer the next request, have nothing in flight and have logged no tr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator
 
 import pytest
 
@@ -58,43 +60,40 @@ class Proxied:
         assert "Traceback" not in log and "crashed" not in log, log[-3000:]
 
 
-def _start(upstream_url: str, upstream, tmp_path_factory, name: str) -> Proxied:
+@contextlib.contextmanager
+def _proxied(upstream_url: str, upstream, tmp_path_factory, name: str) -> Iterator[Proxied]:
+    """A proxy in front of `upstream` for one module; both are stopped when the fixture ends."""
     log_path = tmp_path_factory.mktemp("faults") / f"{name}.log"
-    return Proxied(upstream, proxyproc.start(upstream_url, sets=SETS, log_path=log_path), log_path)
+    p = Proxied(upstream, proxyproc.start(upstream_url, sets=SETS, log_path=log_path), log_path)
+    try:
+        yield p
+    finally:
+        p.proxy.stop()
+        if upstream is not None:
+            upstream.stop()
 
 
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory):
     upstream = FakeMimo(keys=("sk-test",)).start()
-    p = _start(upstream.base_url, upstream, tmp_path_factory, "fake")
-    try:
+    with _proxied(upstream.base_url, upstream, tmp_path_factory, "fake") as p:
         upstream.queue({"text": "warm"})
         check_answer(call(p.port, responses_body()))
         p.baseline_tasks = F.wait_idle(p.port)["tasks"]
         yield p
-    finally:
-        p.proxy.stop()
-        upstream.stop()
 
 
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
     upstream = F.RawUpstream(default=F.whole(200, "application/json", COMPLETION)).start()
-    p = _start(upstream.base_url, upstream, tmp_path_factory, "raw")
-    try:
+    with _proxied(upstream.base_url, upstream, tmp_path_factory, "raw") as p:
         yield p
-    finally:
-        p.proxy.stop()
-        upstream.stop()
 
 
 @pytest.fixture(scope="module")
 def refused(tmp_path_factory):
-    p = _start(f"http://127.0.0.1:{F.refused_port()}/v1", None, tmp_path_factory, "refused")
-    try:
+    with _proxied(f"http://127.0.0.1:{F.refused_port()}/v1", None, tmp_path_factory, "refused") as p:
         yield p
-    finally:
-        p.proxy.stop()
 
 
 def _cancelled(fake_mimo: FakeMimo, timeout: float = 5.0) -> bool:

@@ -7,12 +7,14 @@ stream accumulator is run over it as another client would.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
 import random
 import re
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from openai import omit
@@ -621,6 +623,16 @@ def test_web_search_annotations():
     assert [e["annotation_index"] for e in added] == [0, 1] and added[0]["annotation"] == anns[0]
 
 
+@contextlib.contextmanager
+def chunk_hook(name: str, fn) -> Iterator[rules.Rules]:
+    """RULES with `fn` as its only chunk hook, registered under `name` for the block's duration."""
+    REGISTRY["chunk"][name] = fn
+    try:
+        yield dataclasses.replace(RULES, hooks={"request": (), "chunk": (name,)})
+    finally:
+        del REGISTRY["chunk"][name]
+
+
 def test_chunk_hooks_run_first_and_can_drop_chunks():
     def shout(chunk, state):
         state["n"] = state.get("n", 0) + 1
@@ -631,15 +643,11 @@ def test_chunk_hooks_run_first_and_can_drop_chunks():
                 c["delta"]["content"] = c["delta"]["content"].upper()
         return chunk
 
-    REGISTRY["chunk"]["_test_shout"] = shout
-    try:
-        r = dataclasses.replace(RULES, hooks={"request": (), "chunk": ("_test_shout",)})
+    with chunk_hook("_test_shout", shout) as r:
         out, s = run(sse([role(), say("hi "), say("drop me"), say("there"), finish(), usage()]), rules_=r)
-        _, final = check(out)
-        assert final["output"][0]["content"][0]["text"] == "HI THERE"
-        assert s._hook_state["n"] == 6
-    finally:
-        del REGISTRY["chunk"]["_test_shout"]
+    _, final = check(out)
+    assert final["output"][0]["content"][0]["text"] == "HI THERE"
+    assert s._hook_state["n"] == 6
 
 
 def test_internal_errors_become_response_failed():
@@ -648,16 +656,12 @@ def test_internal_errors_become_response_failed():
             raise RuntimeError("kaput")
         return chunk
 
-    REGISTRY["chunk"]["_test_boom"] = boom
-    try:
-        r = dataclasses.replace(RULES, hooks={"request": (), "chunk": ("_test_boom",)})
+    with chunk_hook("_test_boom", boom) as r:
         out, s = run(sse([role(), say("fine "), say("boom"), say("never"), finish(), usage()]), rules_=r)
-        events, final = check(out)
-        assert final["status"] == "failed" and final["error"]["code"] == "server_error"
-        assert "RuntimeError: kaput" in final["error"]["message"]
-        assert items_done(events)[0]["content"][0]["text"] == "fine "
-    finally:
-        del REGISTRY["chunk"]["_test_boom"]
+    events, final = check(out)
+    assert final["status"] == "failed" and final["error"]["code"] == "server_error"
+    assert "RuntimeError: kaput" in final["error"]["message"]
+    assert items_done(events)[0]["content"][0]["text"] == "fine "
 
 
 def test_broken_state_still_ends_with_a_terminal_event(monkeypatch):

@@ -87,6 +87,12 @@ def custom_tool_call_item(name: str, input_text: str, *, call_id: str | None = N
     }
 
 
+def _delta_done(event: str, iid: str, field: str, value: str, **where: Any) -> list[dict]:
+    """The `<event>.delta` carrying the whole value, then `<event>.done` repeating it under `field`."""
+    return [{"type": f"{event}.delta", "item_id": iid, **where, "delta": value},
+            {"type": f"{event}.done", "item_id": iid, **where, field: value}]
+
+
 def _item_events(item: dict) -> list[dict]:
     """added -> deltas/done of the item's parts -> output_item.done (OpenAI order)."""
     kind = item["type"]
@@ -118,34 +124,16 @@ def _item_events(item: dict) -> list[dict]:
             evs += [
                 {"type": "response.reasoning_summary_part.added", "item_id": iid,
                  "summary_index": si, "part": {"type": "summary_text", "text": ""}},
-                {"type": "response.reasoning_summary_text.delta", "item_id": iid,
-                 "summary_index": si, "delta": part["text"]},
-                {"type": "response.reasoning_summary_text.done", "item_id": iid,
-                 "summary_index": si, "text": part["text"]},
+                *_delta_done("response.reasoning_summary_text", iid, "text", part["text"], summary_index=si),
                 {"type": "response.reasoning_summary_part.done", "item_id": iid,
                  "summary_index": si, "part": part},
             ]
         for ci, part in enumerate(item.get("content") or []):
-            evs += [
-                {"type": "response.reasoning_text.delta", "item_id": iid, "content_index": ci,
-                 "delta": part["text"]},
-                {"type": "response.reasoning_text.done", "item_id": iid, "content_index": ci,
-                 "text": part["text"]},
-            ]
+            evs += _delta_done("response.reasoning_text", iid, "text", part["text"], content_index=ci)
     elif kind == "function_call":
-        evs += [
-            {"type": "response.function_call_arguments.delta", "item_id": iid,
-             "delta": item["arguments"]},
-            {"type": "response.function_call_arguments.done", "item_id": iid,
-             "arguments": item["arguments"]},
-        ]
+        evs += _delta_done("response.function_call_arguments", iid, "arguments", item["arguments"])
     elif kind == "custom_tool_call":
-        evs += [
-            {"type": "response.custom_tool_call_input.delta", "item_id": iid,
-             "delta": item["input"]},
-            {"type": "response.custom_tool_call_input.done", "item_id": iid,
-             "input": item["input"]},
-        ]
+        evs += _delta_done("response.custom_tool_call_input", iid, "input", item["input"])
     evs.append({"type": "response.output_item.done", "item": item})
     return evs
 
