@@ -5,15 +5,19 @@ This module is the fake's public face: provider modules and tests import from he
     wire.py        FakeError, SSE/JSON encoders, chunk splitting (shared by all parts)
     turn.py        ModelInfo and Turn: what the fake knows about a model and one accepted request
     reply.py       the scripted scenarios: a reply spec (plain JSON-able dict) and its parsed Reply
-    validation.py  what a strict provider refuses: one `check_*` per rule, messages from TEXTS
+    rulebook.py    MiMo's request rules as rows (field, check, arg, error key, null): the contract as data
+    kinds.py       the checks a row names and `apply`, the small engine that runs a table
+    validation.py  what a strict provider refuses: the tables in order, plus the named `check_*` of the
+                   rules spanning messages (pairing, pass-back); messages from TEXTS
     render.py      how the answer looks on the wire: chunks, usage, the SSE stream, the completion
     profile.py     Profile: one provider's decisions (models, auth, error bodies, TEXTS) over both
     recorded.py    the requests as the fake saw them, for tests
     server.py      FakeChatServer: threads, HTTP/1.1 keep-alive, routing, recording, the control API
     writing.py     writing the answer: chunked SSE and the failure knobs (delays, stalls, cuts)
 
-A provider is a small `Profile` subclass (mimo.py, providers.py) overriding class attributes,
-`TEXTS` and a few `check_*`/shape methods. A reply spec can be queued in-process
+A provider is a small `Profile` subclass (mimo.py, providers.py) overriding class attributes (the
+values the rules read: ranges, allowed values, its unknown-model answer), `TEXTS` and a few
+`check_*`/shape methods. A reply spec can be queued in-process
 (`fake.queue(spec)`) or over HTTP (`POST /_fake/queue`).
 """
 

@@ -29,6 +29,7 @@ class GlmProfile(StrictProfile):
                                 "temperature", "top_p", "max_tokens", "tool_stream", "tools", "tool_choice", "stop",
                                 "response_format", "user_id"})
     default_speaker = "GLM (fake)"
+    unknown_model = {"status": 400, "body": {"error": {"code": "1211", "message": "模型不存在，请检查模型代码。"}}}
 
     def __init__(self, keys: Iterable[str] | None = ("0123456789abcdef.testsecret",)):
         super().__init__(keys)
@@ -51,12 +52,6 @@ class GlmProfile(StrictProfile):
         if "reasoning_effort" in body and not info.efforts:
             raise self.bad("unknown_field", field="reasoning_effort")
         return super().check_params(body, info)
-
-    def check_model(self, body: dict) -> str:
-        model = body.get("model")
-        if isinstance(model, str) and model not in self.models:
-            raise FakeError(400, {"error": {"code": "1211", "message": "模型不存在，请检查模型代码。"}})
-        return super().check_model(body)
 
     def resolve_thinking(self, body: dict, info: ModelInfo) -> bool:
         thinking = super().resolve_thinking(body, info)

@@ -25,6 +25,8 @@ class KimiProfile(StrictProfile):
                                 "stream_options", "tools", "tool_choice", "response_format", "prompt_cache_key",
                                 "parallel_tool_calls", "user"})
     default_speaker = "Kimi (fake)"
+    unknown_model = {"status": 404, "message": "Not found the model {model} or Permission denied",
+                     "type_": "resource_not_found_error"}
 
     def error_body(self, status: int, message: str = "", param: str = "", type_: str | None = "", code: str | None = None) -> dict:
         text = param if param and message in ("Bad Request", "") else (f"{message}: {param}" if param else message)
@@ -53,13 +55,6 @@ class KimiProfile(StrictProfile):
         if info.id in self.always_thinking and isinstance(body.get("thinking"), dict) and body["thinking"].get("type") == "disabled":
             raise FakeError(400, self.error_body(400, f"thinking cannot be disabled for model {info.id}"))
         return super().check_params(body, info)
-
-    def check_model(self, body: dict) -> str:
-        model = body.get("model")
-        if isinstance(model, str) and model not in self.models and model not in self.retired:
-            raise FakeError(404, self.error_body(404, f"Not found the model {model} or Permission denied",
-                                                 type_="resource_not_found_error"))
-        return super().check_model(body)
 
     def _kimi_ids(self, turn: Turn, reply: Reply) -> None:
         for i, c in enumerate(reply.tool_calls):

@@ -26,6 +26,7 @@ class LocalProfile(StrictProfile):
                                 "frequency_penalty", "presence_penalty", "seed", "stop", "tools", "tool_choice",
                                 "parallel_tool_calls", "response_format", "reasoning_effort", "logprobs", "top_logprobs"})
     default_speaker = "local (fake)"
+    unknown_model = {"status": 404, "message": "The model `{model}` does not exist.", "type_": "NotFoundError"}
 
     def __init__(self, keys: Iterable[str] | None = None):
         super().__init__(keys)
@@ -39,12 +40,6 @@ class LocalProfile(StrictProfile):
     def error_body(self, status: int, message: str = "", param: str = "", type_: str | None = "", code: str | None = None) -> dict:
         text = param if param and message in ("Bad Request", "") else (f"{message}: {param}" if param else message)
         return {"object": "error", "message": text, "type": type_ or "BadRequestError", "param": None, "code": status}
-
-    def check_model(self, body: dict) -> str:
-        model = body.get("model")
-        if isinstance(model, str) and model not in self.models:
-            raise FakeError(404, self.error_body(404, f"The model `{model}` does not exist.", type_="NotFoundError"))
-        return super().check_model(body)
 
     def validate(self, body: Any, raw_size: int) -> Turn:
         turn = super().validate(body, raw_size)

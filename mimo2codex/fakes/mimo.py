@@ -22,6 +22,8 @@ import sys
 from typing import Any, Iterable
 
 from .chat_server import FakeChatServer, FakeError, ModelInfo, Profile, serve_until_signal
+from .kinds import apply
+from .rulebook import WEB_SEARCH_TOOL
 
 _MM = frozenset({"text", "image", "audio", "video"})
 _V25_EFFORTS = ("low", "medium", "high")
@@ -69,8 +71,9 @@ class MimoProfile(Profile):
     default_speaker = "MiMo (fake)"
     done_count_default = 2      # the live capture ends with two `data: [DONE]` lines
     configurable = ("web_search_enabled",)
-
-    WEB_SEARCH_KEYS = ("type", "force_search", "max_keyword", "limit", "user_location")
+    # Live capture: this one has no "type" key. Also covers case mismatches and the Claude-Code "[1m]"
+    # suffix (upstream acceptance UNCONFIRMED -> strict stand-in).
+    unknown_model = {"status": 400, "message": "Param Incorrect", "param": "Not supported model {model}", "type_": None}
 
     def __init__(self, keys: Iterable[str] | None = ("sk-test",), web_search_enabled: bool = False,
                  host_family: str = "payg", retired: dict[str, str] | None = None):
@@ -113,14 +116,6 @@ class MimoProfile(Profile):
     def auth_error(self) -> FakeError:
         return FakeError(401, self.status_error_body(401))
 
-    def check_model(self, body: dict) -> str:
-        model = body.get("model")
-        if isinstance(model, str) and model not in self.models and model not in self.retired:
-            # Live capture: this one has no "type" key. Also covers case mismatches and the
-            # Claude-Code "[1m]" suffix (upstream acceptance UNCONFIRMED -> strict stand-in).
-            raise FakeError(400, self.error_body(400, "Param Incorrect", f"Not supported model {model}", None))
-        return super().check_model(body)
-
     # ---- auth: keys are bound to their host family -----------------------------------------
     def key_accepted(self, key: str) -> bool:
         if self.keys is None:   # "any key" mode still needs the family's prefix
@@ -133,15 +128,7 @@ class MimoProfile(Profile):
             raise self.bad("web_search_off")
         if not info.web_search:
             raise self.bad("web_search_model", model=info.id)
-        for k, v in t.items():
-            if k not in self.WEB_SEARCH_KEYS:
-                raise self.bad("web_search_param", key=k, detail="Extra inputs are not permitted")
-            if k == "force_search" and not isinstance(v, bool):
-                raise self.bad("web_search_param", key=k, detail="Input should be a valid boolean")
-            if k in ("max_keyword", "limit") and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 50):
-                raise self.bad("web_search_param", key=k, detail="Input should be an integer between 1 and 50")
-            if k == "user_location" and (not isinstance(v, dict) or v.get("type") != "approximate"):
-                raise self.bad("web_search_param", key=k, detail="Input should be an object with type 'approximate'")
+        apply(self, WEB_SEARCH_TOOL, t, info)
 
 
 class FakeMimo(FakeChatServer):

@@ -33,6 +33,7 @@ class OpenRouterProfile(StrictProfile):
     REASONING_KEYS = ("effort", "max_tokens", "exclude", "enabled")
     EFFORTS = ("xhigh", "high", "medium", "low", "minimal", "none")
     default_speaker = "OpenRouter (fake)"
+    unknown_model = {"status": 400, "message": "{model} is not a valid model ID"}
 
     def __init__(self, keys: Iterable[str] | None = ("sk-or-v1-test",)):
         super().__init__(keys)
@@ -52,12 +53,6 @@ class OpenRouterProfile(StrictProfile):
         if status in texts:
             return self.error_body(status, texts[status])
         return super().status_error_body(status)
-
-    def check_model(self, body: dict) -> str:
-        model = body.get("model")
-        if isinstance(model, str) and model not in self.models:
-            raise FakeError(400, self.error_body(400, f"{model} is not a valid model ID"))
-        return super().check_model(body)
 
     def check_params(self, body: dict, info: ModelInfo) -> tuple[bool, bool]:
         r = body.get("reasoning")

@@ -37,6 +37,16 @@ class Profile(Validation, Rendering):
     default_speaker = "fake"
     text_sizes = (3, 5, 2, 7, 4, 6)
     reasoning_sizes = (8, 13, 5, 11)
+    # Values the rulebook rows read ("profile.<name>"); these are MiMo's (contract mimo-chat.md 2).
+    n_values: tuple = ()                        # `n` refused whatever its value
+    thinking_types: tuple[str, ...] = ("enabled", "disabled")
+    thinking_keys: tuple[str, ...] | None = None      # None: keys beside `type` are not checked
+    response_formats: tuple[str, ...] = ("text", "json_object")
+    ranges: dict[str, tuple[float, float]] = {"temperature": (0, 1.5), "top_p": (0.01, 1.0),
+                                              "frequency_penalty": (-2, 2), "presence_penalty": (-2, 2)}
+    tool_choices: tuple[str, ...] | None = None       # None: any string or object (MiMo honours only auto)
+    tool_function_keys: tuple[str, ...] | None = None  # None: keys of tools[].function are not checked
+    unknown_model: dict | None = None   # the provider's own answer to an unknown model (validation.refusal)
 
     TEXTS = {
         "not_set": "`{field}` is not set",
@@ -56,7 +66,10 @@ class Profile(Validation, Rendering):
         "too_large": "{field} is too large: {value}. This model supports at most {cap} completion tokens, whereas you provided {value}.",
         "tokens_conflict": "max_tokens ({a}) and max_completion_tokens ({b}) must not both be set to different values",
         "effort": "Input should be {allowed}",
-        "thinking_type": "Input should be 'enabled' or 'disabled'",
+        "thinking_type": "Input should be {allowed}",
+        "thinking_keys": "thinking.{key}: Extra inputs are not permitted",
+        "tool_choice": "tool_choice {value!r} is not supported",
+        "tool_key": "tools[].function.{key}: Extra inputs are not permitted",
         "thinking_conflict": "thinking is enabled but reasoning_effort '{effort}' disables it",
         "response_format": "response_format type {rtype!r} is not supported",
         "range": "`{field}` must be between {lo} and {hi}",

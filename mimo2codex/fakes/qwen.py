@@ -29,6 +29,8 @@ class QwenProfile(StrictProfile):
                                 "tool_choice", "parallel_tool_calls", "response_format", "enable_search", "search_options",
                                 "logprobs", "top_logprobs", "n", "modalities", "translation_options"})
     default_speaker = "Qwen (fake)"
+    unknown_model = {"status": 404, "message": "The model `{model}` does not exist or you do not have access to it.",
+                     "type_": "invalid_request_error", "code": "model_not_found"}
 
     def error_body(self, status: int, message: str = "", param: str = "", type_: str | None = "", code: str | None = None) -> dict:
         text = param if param and message in ("Bad Request", "") else (f"{message}: {param}" if param else message)
@@ -44,13 +46,6 @@ class QwenProfile(StrictProfile):
             return self.error_body(429, "Requests rate limit exceeded, please try again later.", type_="limit_requests",
                                    code="limit_requests")
         return super().status_error_body(status)
-
-    def check_model(self, body: dict) -> str:
-        model = body.get("model")
-        if isinstance(model, str) and model not in self.models:
-            raise FakeError(404, self.error_body(404, "The model `%s` does not exist or you do not have access to it." % model,
-                                                 type_="invalid_request_error", code="model_not_found"))
-        return super().check_model(body)
 
     def check_params(self, body: dict, info: ModelInfo) -> tuple[bool, bool]:
         et = body.get("enable_thinking")

@@ -1,15 +1,19 @@
-"""What a strict provider refuses: the request checks of `Profile`, one `check_*` per rule.
+"""What a strict provider refuses: the request checks of `Profile`.
 
-A mixin of `Profile`: the messages come from `Profile.TEXTS` (the table a provider overrides), the
-limits from its class attributes and `ModelInfo`. No HTTP, no rendering here.
+A mixin of `Profile`. The per-field rules are rows of rulebook.py run by kinds.apply; what spans the
+request (message shapes, media per model, tool-call pairing, argument JSON, reasoning pass-back) stays
+a named `check_*` method here. Messages come from `Profile.TEXTS`, the values providers differ in from
+its class attributes and `ModelInfo`. No HTTP, no rendering here.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Any, Iterable
+import copy
+from typing import Any
 
+from . import kinds
 from .reply import Reply
+from .rulebook import FUNCTION_TOOL, PARAMS
 from .turn import ModelInfo, Turn, content_text
 from .wire import _MEDIA_PARTS, FakeError, orjson_style_error
 
@@ -54,8 +58,16 @@ class Validation:
             raise FakeError(404, self.error_body(404, "Model Not Found", self.TEXTS["retired_model"].format(
                 model=model, target=self.retired[model])))
         if model not in self.models:
-            raise self.bad("unknown_model", model=model)
+            raise self.refusal(self.unknown_model, model=model) if self.unknown_model else self.bad("unknown_model", model=model)
         return model
+
+    def refusal(self, spec: dict, **fmt: Any) -> FakeError:
+        """A provider's own answer, written as data: {"status", "body"} verbatim, or error_body's
+        arguments (message, param, type_, code) whose strings are formatted with `fmt`."""
+        if "body" in spec:
+            return FakeError(spec["status"], copy.deepcopy(spec["body"]))
+        kw = {k: v.format(**fmt) if isinstance(v, str) else v for k, v in spec.items() if k != "status"}
+        return FakeError(spec["status"], self.error_body(spec["status"], **kw))
 
     def check_messages_present(self, body: dict) -> list:
         if "messages" not in body:
@@ -67,74 +79,10 @@ class Validation:
             raise self.bad("empty_messages")
         return messages
 
-    def _number(self, body: dict, key: str, lo: float, hi: float) -> None:
-        if key in body and body[key] is not None:
-            v = body[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise self.bad("bad_type", field=key, expected="Input should be a valid number")
-            if not lo <= v <= hi:
-                raise self.bad("range", field=key, lo=lo, hi=hi)
-
     def check_params(self, body: dict, info: ModelInfo) -> tuple[bool, bool]:
-        if "n" in body:
-            raise self.bad("n")
-        self.check_max_tokens(body, info)
-        if "reasoning_effort" in body and body["reasoning_effort"] not in info.efforts:
-            raise self.bad("effort", allowed=self.quote_list(info.efforts))
-        if "thinking" in body:
-            t = body["thinking"]
-            if not isinstance(t, dict) or t.get("type") not in ("enabled", "disabled"):
-                raise self.bad("thinking_type")
-        rf = body.get("response_format")
-        if rf is not None:
-            rtype = rf.get("type") if isinstance(rf, dict) else rf
-            if rtype not in ("text", "json_object"):
-                raise self.bad("response_format", rtype=rtype)
-        for key, lo, hi in (("temperature", 0, 1.5), ("top_p", 0.01, 1.0),
-                            ("frequency_penalty", -2, 2), ("presence_penalty", -2, 2)):
-            self._number(body, key, lo, hi)
-        if "stop" in body and body["stop"] is not None:
-            stop = body["stop"]
-            if not (isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= 4
-                                              and all(isinstance(s, str) for s in stop))):
-                raise self.bad("bad_type", field="stop", expected="Input should be a string or a list of at most 4 strings")
-        stream = body.get("stream", False)
-        if not isinstance(stream, bool):
-            raise self.bad("bad_type", field="stream", expected="Input should be a valid boolean")
-        include_usage = False
+        kinds.apply(self, PARAMS, body, info)
         so = body.get("stream_options")
-        if so is not None:
-            if not stream:
-                raise self.bad("stream_options")
-            if not isinstance(so, dict) or not isinstance(so.get("include_usage", False), bool):
-                raise self.bad("bad_type", field="stream_options", expected="Input should be an object {include_usage: bool}")
-            include_usage = so.get("include_usage", False)
-        if "parallel_tool_calls" in body and not isinstance(body["parallel_tool_calls"], bool):
-            raise self.bad("bad_type", field="parallel_tool_calls", expected="Input should be a valid boolean")
-        tc = body.get("tool_choice")
-        if tc is not None and not isinstance(tc, (str, dict)):
-            raise self.bad("bad_type", field="tool_choice", expected="Input should be a string or an object")
-        return stream, include_usage
-
-    @staticmethod
-    def quote_list(items: Iterable[str]) -> str:
-        q = [f"'{i}'" for i in items]
-        return q[0] if len(q) == 1 else ", ".join(q[:-1]) + " or " + q[-1]
-
-    def check_max_tokens(self, body: dict, info: ModelInfo) -> None:
-        present = {}
-        for key in ("max_completion_tokens", "max_tokens"):
-            if key in body and body[key] is not None:
-                v = body[key]
-                if isinstance(v, bool) or not isinstance(v, int):
-                    raise self.bad("bad_type", field=key, expected="Input should be a valid integer")
-                if v < 1:
-                    raise self.bad("range", field=key, lo=1, hi=info.max_output)
-                if v > info.max_output:
-                    raise self.bad("too_large", field=key, value=v, cap=info.max_output)
-                present[key] = v
-        if len(present) == 2 and present["max_tokens"] != present["max_completion_tokens"]:
-            raise self.bad("tokens_conflict", a=present["max_tokens"], b=present["max_completion_tokens"])
+        return body.get("stream", False), so.get("include_usage", False) if so is not None else False
 
     def check_tools(self, body: dict, info: ModelInfo) -> tuple[tuple[str, ...], bool]:
         tools = body.get("tools")
@@ -162,18 +110,10 @@ class Validation:
 
     def check_function_tool(self, t: dict) -> str:
         fn = t.get("function")
-        if not isinstance(fn, dict) or fn.get("name") is None:
+        if not isinstance(fn, dict):
             raise self.bad("not_set", field="name")
-        name = fn["name"]
-        if not isinstance(name, str) or not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", name):
-            raise self.bad("tool_name", name=name)
-        if "strict" in fn and not isinstance(fn["strict"], bool):
-            raise self.bad("strict")
-        if "parameters" in fn and not isinstance(fn["parameters"], dict):
-            raise self.bad("bad_type", field="parameters", expected="Input should be a valid dictionary")
-        if "description" in fn and not isinstance(fn["description"], str):
-            raise self.bad("bad_type", field="description", expected="Input should be a valid string")
-        return name
+        kinds.apply(self, FUNCTION_TOOL, fn)
+        return fn["name"]
 
     def check_builtin_tool(self, t: dict, info: ModelInfo) -> None:
         pass
