@@ -29,6 +29,8 @@ class Profile(Validation, Rendering):
     tool_types = ("function",)
     reject_fields = RESPONSES_ONLY_FIELDS
     passback = "all"                  # "all" | "tool_calls" | None: which assistant turns need reasoning back
+    passback_field: str | None = None   # field checked by the pass-back rule (default: reasoning_field)
+    passback_lists = False            # MiMo: only a non-blank string counts as passed back
     assistant_content_null_ok = False
     image_needs_text = True
     accept_api_key_header = True

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Iterable
 
-from .chat_server import FakeError, Profile, Turn, sse
+from .chat_server import Profile, Turn, sse
 from .kinds import choice_kind
 
 TEXT_ONLY = frozenset({"text"})
@@ -30,7 +30,7 @@ class StrictProfile(Profile):
     tool_choices: tuple[str, ...] | None = ("auto", "none", "required", "function")
     thinking_tool_choices: tuple[str, ...] | None = None   # None: same as tool_choices
     tool_function_keys: tuple[str, ...] | None = ("name", "description", "parameters", "strict")
-    passback_field: str | None = None   # field checked by the pass-back rule (default: reasoning_field)
+    passback_lists = True               # a non-empty list (reasoning_details) counts as passed back
     extra_texts: dict[str, str] = {}
 
     def __init__(self, keys: Iterable[str] | None = ("sk-test",)):
@@ -56,20 +56,6 @@ class StrictProfile(Profile):
             for f in body:
                 if f not in self.allowed_fields:
                     raise self.bad("unknown_field", field=f)
-
-    def check_passback(self, messages: list, thinking: bool) -> None:
-        if not thinking or self.passback is None:
-            return
-        field = self.passback_field or self.reasoning_field
-        for i, m in enumerate(messages):
-            if m["role"] != "assistant" or (self.passback == "tool_calls" and not m.get("tool_calls")):
-                continue
-            value = m.get(field)
-            if not (isinstance(value, str) and value.strip() or isinstance(value, list) and value):
-                raise self.passback_error(i)
-
-    def passback_error(self, index: int) -> FakeError:
-        return self.bad("passback")
 
     # ---- replies -----------------------------------------------------------------------------
     def rewrite(self, events: list[bytes], fn: Callable[[dict], list[dict]]) -> list[bytes]:

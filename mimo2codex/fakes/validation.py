@@ -291,16 +291,19 @@ class Validation:
         return thinking
 
     def check_passback(self, messages: list, thinking: bool) -> None:
+        """With thinking on, the assistant turns `passback` names must carry their reasoning back."""
         if not thinking or self.passback is None:
             return
-        for m in messages:
-            if m["role"] != "assistant":
+        field = self.passback_field or self.reasoning_field
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant" or (self.passback == "tool_calls" and not m.get("tool_calls")):
                 continue
-            if self.passback == "tool_calls" and not m.get("tool_calls"):
-                continue
-            rc = m.get(self.reasoning_field)
-            if not isinstance(rc, str) or not rc.strip():
-                raise self.bad("passback")
+            value = m.get(field)
+            if not (isinstance(value, str) and value.strip() or self.passback_lists and isinstance(value, list) and value):
+                raise self.passback_error(i)
+
+    def passback_error(self, index: int) -> FakeError:
+        return self.bad("passback")
 
     def effective_params(self, body: dict, info: ModelInfo, thinking: bool) -> dict:
         """What the service actually honours (recorded so tests can assert it)."""
