@@ -11,10 +11,11 @@ import pytest
 from mimo2codex.fakes import kinds
 from mimo2codex.fakes.mimo import MimoProfile
 from mimo2codex.fakes.providers import PROFILES
-from mimo2codex.fakes.rulebook import FUNCTION_TOOL, PARAMS, WEB_SEARCH_TOOL, Rule
+from mimo2codex.fakes.rulebook import FUNCTION_TOOL, PARAMS, PARTS, WEB_SEARCH_TOOL, Rule
 from mimo2codex.fakes.wire import FakeError
 
-TABLES = {"PARAMS": PARAMS, "FUNCTION_TOOL": FUNCTION_TOOL, "WEB_SEARCH_TOOL": WEB_SEARCH_TOOL}
+TABLES = {"PARAMS": PARAMS, "FUNCTION_TOOL": FUNCTION_TOOL, "WEB_SEARCH_TOOL": WEB_SEARCH_TOOL,
+          **{f"PARTS[{t}]": rows for t, rows in PARTS.items()}}
 ALL_PROFILES = {"mimo": MimoProfile, **PROFILES}
 
 
@@ -23,7 +24,7 @@ def test_every_row_names_a_kind_a_text_and_a_null_rule(table):
     for rule in TABLES[table]:
         assert rule.check in kinds.KINDS, rule
         assert rule.error in MimoProfile.TEXTS, rule
-        assert rule.null in ("skip", "check"), rule
+        assert rule.null in ("skip", "check", "required"), rule
 
 
 @pytest.mark.parametrize("name", ALL_PROFILES)
@@ -72,3 +73,18 @@ def test_profile_and_model_arguments_are_read_from_the_provider():
     tokens = (Rule("max_tokens", "tokens", "model.max_output", "too_large"),)
     assert refused(tokens, {"max_tokens": cap}) is None
     assert refused(tokens, {"max_tokens": cap + 1}).startswith(f"max_tokens is too large: {cap + 1}.")
+
+
+def test_dotted_fields_and_paths_name_the_nested_value():
+    def said(part):
+        try:
+            MimoProfile().check_content(2, [part])
+        except FakeError as e:
+            return e.body["error"]["param"]
+        return None
+
+    assert said({"type": "image_url", "image_url": {"url": "ftp://x"}}) == \
+        "`messages[2].content[0].image_url.url`: Input should be an http(s) URL or a data: URL"
+    assert said({"type": "video_url", "video_url": {"url": "https://v", "fps": 11}}) == "`fps` must be between 0.1 and 10"
+    assert said({"type": "text"}) == "`text` is not set"       # "required": absent is refused
+    assert said({"type": "video_url", "video_url": {"url": "https://v", "fps": None}}) is None

@@ -37,7 +37,8 @@ def allowed(value: Any, values: tuple, obj: dict, field: str) -> Failure:
     if value in values:
         return None
     # Only reasoning_effort can meet an empty list (a model without effort); `n`'s text names no values.
-    return {"allowed": quote_list(values) if values else "absent (this model takes no effort)"}
+    said = quote_list(values) if values else "absent (this model takes no effort)"
+    return {"allowed": said, "expected": f"Input should be {said}"}
 
 
 def tokens(value: Any, cap: int, obj: dict, field: str) -> Failure:
@@ -80,6 +81,22 @@ def number(value: Any, ranges: dict, obj: dict, field: str) -> Failure:
         return _wrong("Input should be a valid number")
     lo, hi = ranges[field]
     return None if lo <= value <= hi else {"lo": lo, "hi": hi}
+
+
+def between(value: Any, bounds: tuple, obj: dict, field: str) -> Failure:
+    """A number within bounds; a value of the wrong type gets the same answer."""
+    lo, hi = bounds
+    return None if _is_number(value) and lo <= value <= hi else {"lo": lo, "hi": hi}
+
+
+def object_with(value: Any, key: str, obj: dict, field: str) -> Failure:
+    if isinstance(value, dict) and isinstance(value.get(key), str):
+        return None
+    return {"expected": f"Input should be an object with a string `{key}`"}
+
+
+def prefix(value: Any, prefixes: tuple, obj: dict, field: str) -> Failure:
+    return None if isinstance(value, str) and value.startswith(prefixes) else {}
 
 
 def integer(value: Any, bounds: tuple, obj: dict, field: str) -> Failure:
@@ -128,7 +145,8 @@ def pattern(value: Any, regex: str, obj: dict, field: str) -> Failure:
 
 
 KINDS: dict[str, Callable[..., Any]] = {
-    "allowed": allowed, "tokens": tokens, "number": number, "agrees": agrees, "tagged": tagged, "known_keys": known_keys,
+    "allowed": allowed, "tokens": tokens, "number": number, "between": between, "object_with": object_with,
+    "prefix": prefix, "agrees": agrees, "tagged": tagged, "known_keys": known_keys,
     "format": format_, "integer": integer, "stop": stop, "type": type_, "stream_options": stream_options,
     "tool_choice": tool_choice, "required": required, "pattern": pattern,
 }
@@ -145,21 +163,34 @@ def resolve(arg: Any, profile: Any, info: Any) -> Any:
     return arg
 
 
-def apply(profile: Any, rules: Iterable[Rule], obj: dict, info: Any = None) -> None:
-    """Run the rows over `obj` in order; the first refusal raises `profile.bad(<TEXTS key>, ...)`."""
+_ABSENT = object()
+
+
+def _lookup(obj: dict, dotted: str) -> Any:
+    """`a.b` is obj["a"]["b"]; absent when any step is missing (earlier rows have checked the shapes)."""
+    for step in dotted.split("."):
+        if not isinstance(obj, dict) or step not in obj:
+            return _ABSENT
+        obj = obj[step]
+    return obj
+
+
+def apply(profile: Any, rules: Iterable[Rule], obj: dict, info: Any = None, where: str = "") -> None:
+    """Run the rows over `obj` in order; the first refusal raises `profile.bad(<TEXTS key>, ...)`.
+
+    The texts get `field` (the row's last name), `path` (`where` + the row's field), `key`, `value`
+    and what the kind adds."""
     for rule in rules:
-        if rule.field == "*":
-            value = obj
-        elif rule.field in obj:
-            value = obj[rule.field]
-        elif rule.check == "required":
+        value = obj if rule.field == "*" else _lookup(obj, rule.field)
+        if value is _ABSENT:
+            if rule.null != "required":
+                continue
             value = None
-        else:
-            continue
         if value is None and rule.null == "skip":
             continue
         arg = resolve(rule.arg, profile, info)
-        failure = KINDS[rule.check](value, arg, obj, rule.field)
+        name = rule.field.rpartition(".")[2]
+        failure = KINDS[rule.check](value, arg, obj, name)
         if failure is not None:
-            fmt = {"field": rule.field, "key": rule.field, "value": value, **failure}
+            fmt = {"field": name, "key": name, "path": where + rule.field, "value": value, **failure}
             raise profile.bad(fmt.pop("error", rule.error), **fmt)

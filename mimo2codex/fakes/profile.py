@@ -59,6 +59,8 @@ class Profile(Validation, Rendering):
         "retired_model": "The model {model} has been retired, please migrate to {target}",
         "empty_messages": "messages must not be empty",
         "bad_type": "`{field}`: {expected}",
+        "bad_path": "`{path}`: {expected}",
+        "bad_url": "`{path}`: Input should be an http(s) URL or a data: URL",
         "bad_role": "Input tag '{role}' found using 'role' does not match any of the expected tags: {tags}",
         "unknown_message_key": "Unrecognized message field: messages[{index}].{key}",
         "content_null": "messages[{index}].content must not be null",

@@ -4,7 +4,8 @@ A row reads: `field` of the object checked, `check` (a kind in kinds.py), its `a
 the 400 it answers (`error`) and whether `null` counts as absent ("skip") or is checked like any value
 ("check"). An `arg` written "profile.<name>" or "model.<name>" is that attribute of the provider's
 Profile or of the requested model's ModelInfo: the values in which providers differ live there, the
-rows stay one table. `field` "*" means every key of the object (unknown-key rows).
+rows stay one table. `field` "*" means every key of the object (unknown-key rows); `a.b` is the key `b`
+of the object under `a`.
 
 Checks that span messages or need the whole request (tool-call pairing, reasoning pass-back, media per
 model) cannot be a row: they stay named `check_*` methods of validation.Validation, whose `validate`
@@ -21,7 +22,8 @@ class Rule(NamedTuple):
     check: str
     arg: Any = None
     error: str = "bad_type"
-    null: str = "skip"          # "skip": `null` is as good as absent; "check": `null` is a value like any other
+    null: str = "skip"          # "skip": `null` is as good as absent; "check": `null` is a value like any
+                                # other; "required": absent or `null` are checked (and refused) like a value
 
 
 # Top-level request fields, in the order MiMo's schema reports them.
@@ -48,7 +50,7 @@ PARAMS: tuple[Rule, ...] = (
 # `tools[].function` of a `{"type": "function"}` tool.
 FUNCTION_TOOL: tuple[Rule, ...] = (
     Rule("*",           "known_keys", "profile.tool_function_keys", "tool_key",  "check"),
-    Rule("name",        "required",   None,                         "not_set",   "check"),
+    Rule("name",        "required",   None,                         "not_set",   "required"),
     Rule("name",        "pattern",    r"[a-zA-Z0-9_-]{1,64}",       "tool_name", "check"),
     Rule("strict",      "type",       "boolean",                    "strict",    "check"),
     Rule("parameters",  "type",       "object",                     "bad_type",  "check"),
@@ -65,3 +67,24 @@ WEB_SEARCH_TOOL: tuple[Rule, ...] = (
     Rule("user_location", "tagged",     ("approximate",), "web_search_param", "check"),
 )
 
+# Content parts of a message, by `type` (contract 2 "user content parts"; system, developer and
+# assistant messages take `text` parts only, Validation.check_parts_of says which role takes which).
+PARTS: dict[str, tuple[Rule, ...]] = {
+    "text": (
+        Rule("text",                       "type",        "string",                            "not_set",  "required"),
+    ),
+    "image_url": (
+        Rule("image_url",                  "object_with", "url",                               "bad_path", "required"),
+        Rule("image_url.url",              "prefix",      ("data:", "https://", "http://"),    "bad_url"),
+    ),
+    "input_audio": (
+        Rule("input_audio",                "object_with", "data",                              "bad_path", "required"),
+    ),
+    "video_url": (
+        Rule("video_url",                  "object_with", "url",                               "bad_path", "required"),
+        Rule("video_url.fps",              "between",     (0.1, 10),                           "range"),
+        Rule("video_url.media_resolution", "allowed",     ("default", "max"),                  "bad_type"),
+        Rule("fps",                        "between",     (0.1, 10),                           "range"),
+        Rule("media_resolution",           "allowed",     ("default", "max"),                  "bad_type"),
+    ),
+}

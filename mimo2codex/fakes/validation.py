@@ -13,9 +13,12 @@ from typing import Any
 
 from . import kinds
 from .reply import Reply
-from .rulebook import FUNCTION_TOOL, PARAMS
+from .rulebook import FUNCTION_TOOL, PARAMS, PARTS
 from .turn import ModelInfo, Turn, content_text
 from .wire import _MEDIA_PARTS, FakeError, orjson_style_error
+
+
+TEXT_PARTS = ("text",)   # system, developer and assistant content
 
 
 class Validation:
@@ -132,71 +135,34 @@ class Validation:
                 raise self.bad("content_null", index=i)
             getattr(self, f"check_{role}_message")(i, m)
 
-    def _text_parts_only(self, i: int, content: Any, role: str) -> None:
-        if isinstance(content, str):
-            return
-        if not isinstance(content, list):
-            raise self.bad("bad_type", field=f"messages[{i}].content", expected="Input should be a string or a list of parts")
-        for j, p in enumerate(content):
-            if not isinstance(p, dict) or p.get("type") != "text":
-                raise self.bad("bad_part", index=i, part=j, ptype=p.get("type") if isinstance(p, dict) else p)
-            if not isinstance(p.get("text"), str):
-                raise self.bad("not_set", field="text")
-
-    def check_system_message(self, i: int, m: dict) -> None:
-        if "content" not in m:
-            raise self.bad("not_set", field="content")
-        self._text_parts_only(i, m["content"], "system")
-
-    check_developer_message = check_system_message
-
-    def check_user_message(self, i: int, m: dict) -> None:
-        if "content" not in m:
-            raise self.bad("not_set", field="content")
-        self._check_rich_content(i, m["content"])
-
-    def _check_rich_content(self, i: int, content: Any) -> None:
+    def check_content(self, i: int, content: Any, part_types: tuple[str, ...] = tuple(PARTS)) -> None:
+        """A string, or a list of parts of `part_types`, each as PARTS states it."""
         if isinstance(content, str):
             return
         if not isinstance(content, list):
             raise self.bad("bad_type", field=f"messages[{i}].content", expected="Input should be a string or a list of parts")
         for j, p in enumerate(content):
             ptype = p.get("type") if isinstance(p, dict) else p
-            if ptype == "text":
-                if not isinstance(p.get("text"), str):
-                    raise self.bad("not_set", field="text")
-            elif ptype == "image_url":
-                iu = p.get("image_url")
-                if not isinstance(iu, dict) or not isinstance(iu.get("url"), str):
-                    raise self.bad("bad_type", field=f"messages[{i}].content[{j}].image_url",
-                                   expected="Input should be an object with a string `url`")
-                if not iu["url"].startswith(("data:", "https://", "http://")):
-                    raise self.bad("bad_type", field=f"messages[{i}].content[{j}].image_url.url",
-                                   expected="Input should be an http(s) URL or a data: URL")
-            elif ptype == "input_audio":
-                ia = p.get("input_audio")
-                if not isinstance(ia, dict) or not isinstance(ia.get("data"), str):
-                    raise self.bad("bad_type", field=f"messages[{i}].content[{j}].input_audio",
-                                   expected="Input should be an object with a string `data`")
-            elif ptype == "video_url":
-                vu = p.get("video_url")
-                if not isinstance(vu, dict) or not isinstance(vu.get("url"), str):
-                    raise self.bad("bad_type", field=f"messages[{i}].content[{j}].video_url",
-                                   expected="Input should be an object with a string `url`")
-                for holder in (vu, p):
-                    fps = holder.get("fps")
-                    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0.1 <= fps <= 10):
-                        raise self.bad("range", field="fps", lo=0.1, hi=10)
-                    mr = holder.get("media_resolution")
-                    if mr is not None and mr not in ("default", "max"):
-                        raise self.bad("bad_type", field="media_resolution", expected="Input should be 'default' or 'max'")
-            else:
+            if not isinstance(p, dict) or ptype not in part_types:
                 raise self.bad("bad_part", index=i, part=j, ptype=ptype)
+            kinds.apply(self, PARTS[ptype], p, where=f"messages[{i}].content[{j}].")
+
+    def check_system_message(self, i: int, m: dict) -> None:
+        if "content" not in m:
+            raise self.bad("not_set", field="content")
+        self.check_content(i, m["content"], TEXT_PARTS)
+
+    check_developer_message = check_system_message
+
+    def check_user_message(self, i: int, m: dict) -> None:
+        if "content" not in m:
+            raise self.bad("not_set", field="content")
+        self.check_content(i, m["content"])
 
     def check_assistant_message(self, i: int, m: dict) -> None:
         calls = m.get("tool_calls")
         if "content" in m and m["content"] is not None:
-            self._text_parts_only(i, m["content"], "assistant")
+            self.check_content(i, m["content"], TEXT_PARTS)
         elif not calls:
             raise self.bad("assistant_empty", index=i)
         rc = m.get("reasoning_content")
@@ -226,7 +192,7 @@ class Validation:
             raise self.bad("bad_type", field="tool_call_id", expected="Input should be a non-empty string")
         if "content" not in m:
             raise self.bad("not_set", field="content")
-        self._check_rich_content(i, m["content"])
+        self.check_content(i, m["content"])
 
     def check_modalities(self, messages: list, info: ModelInfo) -> None:
         for m in messages:
