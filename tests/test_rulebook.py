@@ -11,11 +11,11 @@ import pytest
 from mimo2codex.fakes import kinds
 from mimo2codex.fakes.mimo import MimoProfile
 from mimo2codex.fakes.providers import PROFILES
-from mimo2codex.fakes.rulebook import FUNCTION_TOOL, PARAMS, PARTS, WEB_SEARCH_TOOL, Rule
+from mimo2codex.fakes.rulebook import FUNCTION_TOOL, PARAMS, PARTS, TOOL_CALL, WEB_SEARCH_TOOL, Rule
 from mimo2codex.fakes.wire import FakeError
 
 TABLES = {"PARAMS": PARAMS, "FUNCTION_TOOL": FUNCTION_TOOL, "WEB_SEARCH_TOOL": WEB_SEARCH_TOOL,
-          **{f"PARTS[{t}]": rows for t, rows in PARTS.items()}}
+          "TOOL_CALL": TOOL_CALL, **{f"PARTS[{t}]": rows for t, rows in PARTS.items()}}
 ALL_PROFILES = {"mimo": MimoProfile, **PROFILES}
 
 

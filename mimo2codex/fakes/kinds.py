@@ -140,6 +140,10 @@ def required(value: Any, _: None, obj: dict, field: str) -> Failure:
     return {} if value is None else None
 
 
+def filled(value: Any, _: None, obj: dict, field: str) -> Failure:
+    return None if isinstance(value, str) and value else {}
+
+
 def pattern(value: Any, regex: str, obj: dict, field: str) -> Failure:
     return None if isinstance(value, str) and re.fullmatch(regex, value) else {"name": value}
 
@@ -148,7 +152,7 @@ KINDS: dict[str, Callable[..., Any]] = {
     "allowed": allowed, "tokens": tokens, "number": number, "between": between, "object_with": object_with,
     "prefix": prefix, "agrees": agrees, "tagged": tagged, "known_keys": known_keys,
     "format": format_, "integer": integer, "stop": stop, "type": type_, "stream_options": stream_options,
-    "tool_choice": tool_choice, "required": required, "pattern": pattern,
+    "tool_choice": tool_choice, "required": required, "filled": filled, "pattern": pattern,
 }
 
 
@@ -175,11 +179,11 @@ def _lookup(obj: dict, dotted: str) -> Any:
     return obj
 
 
-def apply(profile: Any, rules: Iterable[Rule], obj: dict, info: Any = None, where: str = "") -> None:
+def apply(profile: Any, rules: Iterable[Rule], obj: dict, info: Any = None, where: str = "", **context: Any) -> None:
     """Run the rows over `obj` in order; the first refusal raises `profile.bad(<TEXTS key>, ...)`.
 
-    The texts get `field` (the row's last name), `path` (`where` + the row's field), `key`, `value`
-    and what the kind adds."""
+    The texts get `context`, `field` (the row's last name), `path` (`where` + the row's field), `key`,
+    `value` and what the kind adds."""
     for rule in rules:
         value = obj if rule.field == "*" else _lookup(obj, rule.field)
         if value is _ABSENT:
@@ -192,5 +196,5 @@ def apply(profile: Any, rules: Iterable[Rule], obj: dict, info: Any = None, wher
         name = rule.field.rpartition(".")[2]
         failure = KINDS[rule.check](value, arg, obj, name)
         if failure is not None:
-            fmt = {"field": name, "key": name, "path": where + rule.field, "value": value, **failure}
+            fmt = {**context, "field": name, "key": name, "path": where + rule.field, "value": value, **failure}
             raise profile.bad(fmt.pop("error", rule.error), **fmt)

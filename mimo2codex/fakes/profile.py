@@ -92,6 +92,9 @@ class Profile(Validation, Rendering):
         "orphan_tool": "Messages with role 'tool' must be a response to a preceding message with 'tool_calls' (messages[{index}], tool_call_id {id!r})",
         "passback": "The reasoning_content in the thinking mode must be passed back to the API.",
         "bad_tool_call": "messages[{index}].tool_calls[{call}]: {detail}",
+        "tool_call_unset": "messages[{index}].tool_calls[{call}]: `{path}` is not set",
+        "tool_call_bad": "messages[{index}].tool_calls[{call}]: {expected}",
+        "tool_call_string": "messages[{index}].tool_calls[{call}]: `{path}` must be a string",
     }
 
     def __init__(self, keys: Iterable[str] | None = ("sk-test",)):

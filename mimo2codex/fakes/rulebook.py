@@ -67,6 +67,14 @@ WEB_SEARCH_TOOL: tuple[Rule, ...] = (
     Rule("user_location", "tagged",     ("approximate",), "web_search_param", "check"),
 )
 
+# One entry of an assistant message's `tool_calls` (contract 2 "assistant history").
+TOOL_CALL: tuple[Rule, ...] = (
+    Rule("id",                 "filled",  None,          "tool_call_unset",  "required"),
+    Rule("type",               "allowed", ("function",), "tool_call_bad",    "check"),
+    Rule("function.name",      "filled",  None,          "tool_call_unset",  "required"),
+    Rule("function.arguments", "type",    "string",      "tool_call_string", "required"),
+)
+
 # Content parts of a message, by `type` (contract 2 "user content parts"; system, developer and
 # assistant messages take `text` parts only, Validation.check_parts_of says which role takes which).
 PARTS: dict[str, tuple[Rule, ...]] = {

@@ -13,7 +13,7 @@ from typing import Any
 
 from . import kinds
 from .reply import Reply
-from .rulebook import FUNCTION_TOOL, PARAMS, PARTS
+from .rulebook import FUNCTION_TOOL, PARAMS, PARTS, TOOL_CALL
 from .turn import ModelInfo, Turn, content_text
 from .wire import _MEDIA_PARTS, FakeError, orjson_style_error
 
@@ -174,15 +174,7 @@ class Validation:
             for j, c in enumerate(calls):
                 if not isinstance(c, dict):
                     raise self.bad("bad_tool_call", index=i, call=j, detail="Input should be a valid dictionary")
-                if not isinstance(c.get("id"), str) or not c["id"]:
-                    raise self.bad("bad_tool_call", index=i, call=j, detail="`id` is not set")
-                if c.get("type", "function") != "function":
-                    raise self.bad("bad_tool_call", index=i, call=j, detail="Input should be 'function'")
-                fn = c.get("function")
-                if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
-                    raise self.bad("bad_tool_call", index=i, call=j, detail="`function.name` is not set")
-                if not isinstance(fn.get("arguments"), str):
-                    raise self.bad("bad_tool_call", index=i, call=j, detail="`function.arguments` must be a string")
+                kinds.apply(self, TOOL_CALL, c, index=i, call=j)
 
     def check_tool_message(self, i: int, m: dict) -> None:
         tcid = m.get("tool_call_id")
