@@ -1,8 +1,7 @@
 """MiMo's request rules as rows (contract mimo-chat.md 2, 6, 7): what the strict fakes refuse.
 
 A row reads: `field` of the object checked, `check` (a kind in kinds.py), its `arg`, the TEXTS key of
-the 400 it answers (`error`) and whether `null` counts as absent ("skip") or is checked like any value
-("check"). An `arg` written "profile.<name>" or "model.<name>" is that attribute of the provider's
+the 400 it answers (`error`) and what `null` means (`null`: "skip", "check" or "required", see Rule). An `arg` written "profile.<name>" or "model.<name>" is that attribute of the provider's
 Profile or of the requested model's ModelInfo: the values in which providers differ live there, the
 rows stay one table. `field` "*" means every key of the object (unknown-key rows); `a.b` is the key `b`
 of the object under `a`.
@@ -26,7 +25,7 @@ class Rule(NamedTuple):
                                 # other; "required": absent or `null` are checked (and refused) like a value
 
 
-# Top-level request fields, in the order MiMo's schema reports them.
+# Top-level request fields. In every table the rows run in order and the first refusal answers.
 PARAMS: tuple[Rule, ...] = (
     Rule("n",                     "allowed",        "profile.n_values",         "n",               "check"),
     Rule("max_completion_tokens", "tokens",         "model.max_output",         "too_large"),
