@@ -62,14 +62,7 @@ def function_call_item(name: str, arguments: str | dict, *, call_id: str | None 
     # Codex silently drops a call whose arguments are not a JSON *string* (contract 3.3).
     if not isinstance(arguments, str):
         arguments = json.dumps(arguments)
-    item = {
-        "id": item_id or _next_id("fc"),
-        "type": "function_call",
-        "status": "completed",
-        "call_id": call_id or _next_id("call"),
-        "name": name,
-        "arguments": arguments,
-    }
+    item = _call_item("function_call", "fc", name, call_id, item_id, arguments=arguments)
     if namespace:
         item["namespace"] = namespace
     return item
@@ -77,14 +70,13 @@ def function_call_item(name: str, arguments: str | dict, *, call_id: str | None 
 
 def custom_tool_call_item(name: str, input_text: str, *, call_id: str | None = None,
                           item_id: str | None = None) -> dict:
-    return {
-        "id": item_id or _next_id("ctc"),
-        "type": "custom_tool_call",
-        "status": "completed",
-        "call_id": call_id or _next_id("call"),
-        "name": name,
-        "input": input_text,
-    }
+    return _call_item("custom_tool_call", "ctc", name, call_id, item_id, input=input_text)
+
+
+def _call_item(type_: str, prefix: str, name: str, call_id: str | None, item_id: str | None, **payload: str) -> dict:
+    """A completed call item; `payload` is what the call carries (`arguments` or `input`)."""
+    return {"id": item_id or _next_id(prefix), "type": type_, "status": "completed",
+            "call_id": call_id or _next_id("call"), "name": name, **payload}
 
 
 def _delta_done(event: str, iid: str, field: str, value: str, **where: Any) -> list[dict]:
