@@ -134,6 +134,13 @@ def test_an_unwritable_catalog_path_is_a_message_not_a_traceback(tmp_path):
     assert p.returncode == 1 and "cannot write the catalog" in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
+def test_a_codex_home_that_is_a_file_is_a_message_not_a_traceback(tmp_path):
+    home = tmp_path / "codex"
+    home.write_text("not a directory")
+    p = setup(home)
+    assert p.returncode == 1 and "cannot create the Codex home" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
 def test_access_token_goes_into_auth_json_but_never_into_the_printed_diff(tmp_path):
     home = tmp_path / "h"
     env_token = "local-token-0123456789"
