@@ -173,6 +173,12 @@ def test_compare_with_broken_rules_is_one_line_not_a_traceback(tmp_path):
     assert "Traceback" not in r.stdout + r.stderr
 
 
+def test_record_into_a_path_that_cannot_be_a_folder_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("")
+    r = run("record", str(tmp_path / "afile" / "s.mitm"), env={"MIMO_API_KEY": "sk-test"})
+    assert r.returncode != 0 and "cannot record to" in r.stderr and "Traceback" not in r.stdout + r.stderr, r.stderr
+
+
 def test_keyless_local_provider_starts_and_sends_no_auth_header(tmp_path):
     from mimo2codex.fakes.providers import fake_server
 

@@ -61,7 +61,10 @@ def cmd_record(args: argparse.Namespace) -> int:
     from mimo2codex.cli import launcher
 
     path = Path(args.file).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"mimo2codex: cannot record to {path}: {e.strerror or e}")
     args.mitm_extra = ["-w", ("+" if args.append else "") + str(path)]
     print(f"recording to {path} (api keys, Authorization and cookies are redacted before they are written)")
     print(f"afterwards: python3 launch.py show {args.file}   |   python3 launch.py replay {args.file}")
