@@ -73,6 +73,8 @@ def test_print_config_and_check_rules_use_the_installed_rules(installed):
     out = run(installed, "print-config")
     assert out.returncode == 0, out.stderr
     assert 'model_provider = "mimo"' in out.stdout and "127.0.0.1:8788" in out.stdout
+    # an install has no launch.py: the steps it prints name the command the user has
+    assert "mimo2codex print-config --catalog" in out.stdout and "launch.py" not in out.stdout, out.stdout
     checked = run(installed, "check-rules")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert str(installed["site"] / "mimo2codex" / "bundle" / "rules") in checked.stdout

@@ -19,7 +19,7 @@ from mimo2codex import __version__
 from mimo2codex.cli import doctor, service, sessions, setup_codex
 from mimo2codex.cli.launcher import access_token, cmd_run, load_rules
 from mimo2codex.cli.client_config import auth_json, codex_config, model_catalog
-from mimo2codex.paths import ADDON
+from mimo2codex.paths import ADDON, COMMAND
 from mimo2codex.translate import rules
 from mimo2codex.translate.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
 
@@ -135,14 +135,14 @@ def catalog_step(r: rules.Rules, spec: str, path: str | None) -> tuple[str, str]
     path = str(setup_codex.catalog_path(setup_codex.codex_home(), r.provider))
     provider = "" if spec == "mimo" else f" --provider {shlex.quote(spec)}"
     return path, (f"# write the model catalog first (it gives Codex its apply_patch tool; Codex will not start if the\n"
-                  f"# file named in config.toml is missing):\npython3 launch.py print-config{provider} --catalog {shlex.quote(path)}")
+                  f"# file named in config.toml is missing):\n{COMMAND} print-config{provider} --catalog {shlex.quote(path)}")
 
 
 def cmd_print_config(args: argparse.Namespace) -> int:
     r = load_rules(args.rules)
     catalog, step = catalog_step(r, args.rules, args.catalog)
     token = bool(access_token(args))
-    print("# `python3 launch.py setup-codex` does all of this for you (merges, keeps backups, --dry-run shows the diff)\n")
+    print(f"# `{COMMAND} setup-codex` does all of this for you (merges, keeps backups, --dry-run shows the diff)\n")
     print("# Step 1 - " + step.removeprefix("# ") + "\n")
     if args.env_key:
         value = f"\"${TOKEN_ENV}\"" if token else "anything"
@@ -160,7 +160,7 @@ def cmd_print_config(args: argparse.Namespace) -> int:
 def cmd_print_cc_switch(args: argparse.Namespace) -> int:
     r = load_rules(args.rules)
     print("# cc-switch → Codex → + → App-specific Provider → Custom")
-    print("# Keep `python3 launch.py` running; cc-switch only switches configs.\n")
+    print(f"# Keep `{COMMAND}` running; cc-switch only switches configs.\n")
     print("# auth.json")
     print(auth_json(bool(access_token(args))))
     catalog, step = catalog_step(r, args.rules, None)

@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from mimo2codex import paths
 from mimo2codex.translate import rules, secrets
 from mimo2codex.cli.setup_codex import catalog_path, codex_home
 
@@ -92,7 +93,7 @@ def port(host: str, port_: int, token: str, timeout: float) -> Check:
     try:
         socket.create_connection((target, port_), timeout=timeout).close()
     except OSError:
-        return Check(True, f"{host}:{port_} is free (the proxy is not running; start it with `python3 launch.py`)")
+        return Check(True, f"{host}:{port_} is free (the proxy is not running; start it with `{paths.COMMAND}`)")
     shown = f"[{target}]" if ":" in target else target
     req = urllib.request.Request(f"http://{shown}:{port_}/healthz", headers={"authorization": f"Bearer {token}"} if token else {})
     try:
@@ -119,7 +120,7 @@ def codex_config(home: Path, r: rules.Rules, proxy_url: str, token: str) -> tupl
     from mimo2codex.cli import client_config  # print-config's own facts
 
     path = home / "config.toml"
-    fix = f"python3 launch.py print-config --provider {r.provider} (or setup-codex) and put its lines in {path}"
+    fix = f"{paths.COMMAND} print-config --provider {r.provider} (or setup-codex) and put its lines in {path}"
     if not path.is_file():
         return Check(False, f"{path} does not exist", fix), {}
     try:
@@ -165,7 +166,7 @@ def same_url(a: object, b: str) -> bool:
 
 def catalog(home: Path, r: rules.Rules, config: dict) -> Check:
     """The model catalog config.toml names exists and lists the configured model (Codex then offers apply_patch)."""
-    fix = f"python3 launch.py setup-codex --provider {r.provider} (writes it as {catalog_path(home, r.provider)} and the config line)"
+    fix = f"{paths.COMMAND} setup-codex --provider {r.provider} (writes it as {catalog_path(home, r.provider)} and the config line)"
     name = config.get(CATALOG_KEY)
     if not name:
         return Check(False, f"no {CATALOG_KEY} in config.toml: Codex falls back to metadata without apply_patch", fix)

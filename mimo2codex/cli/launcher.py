@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from mimo2codex import __version__, nodump
 from mimo2codex.cli.client_config import auth_json, codex_config
-from mimo2codex.paths import ADDON, CONFDIR
+from mimo2codex.paths import ADDON, COMMAND, CONFDIR
 from mimo2codex.translate import rules
 from mimo2codex.translate.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
 
@@ -99,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not key and r.auth_required:
         sys.exit(f"mimo2codex: no API key for {r.name}.\n"
                  f"  Set it with:  export {r.auth_env}=sk-...   (or pass --api-key sk-...)\n"
-                 f"  No key yet? `python3 launch.py demo` shows the whole chain offline.")
+                 f"  No key yet? `{COMMAND} demo` shows the whole chain offline.")
     if not port_free(args.host, args.port):
         sys.exit(f"mimo2codex: {args.host}:{args.port} is already in use; pick another with --port (and update base_url in Codex's config)")
     if args.web and not port_free(args.host, args.web_port):
@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not is_loopback(args.host):
         print(f"WARNING: listening on {args.host}, not loopback: anyone who can reach this port spends your {r.name} quota"
               + ("." if token else "; require a local token with --access-token."), file=sys.stderr)
-    print("\n# Point Codex at it: python3 launch.py setup-codex writes this (and the model catalog) into ~/.codex for you")
+    print(f"\n# Point Codex at it: {COMMAND} setup-codex writes this (and the model catalog) into ~/.codex for you")
     print("# ~/.codex/auth.json\n" + auth_json(bool(token)))
     print("# ~/.codex/config.toml\n" + codex_config(r, args.host, args.port) + "\n", flush=True)
     from mitmproxy.tools import main as mitm_main

@@ -67,7 +67,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         sys.exit(f"mimo2codex: cannot record to {path}: {e.strerror or e}")
     args.mitm_extra = ["-w", ("+" if args.append else "") + str(path)]
     print(f"recording to {path} (api keys, Authorization and cookies are redacted before they are written)")
-    print(f"afterwards: python3 launch.py show {args.file}   |   python3 launch.py replay {args.file}")
+    print(f"afterwards: {paths.COMMAND} show {args.file}   |   {paths.COMMAND} replay {args.file}")
     return launcher.cmd_run(args)
 
 

@@ -20,6 +20,8 @@ import time
 import tomllib
 from pathlib import Path
 
+from mimo2codex import paths
+
 DIFF_LINES = 60
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
@@ -169,5 +171,5 @@ def cmd_setup_codex(args: argparse.Namespace) -> int:
     print(f"Codex home: {home}" + ("  (from CODEX_HOME)" if os.environ.get("CODEX_HOME") else ""))
     apply(planned(r, args.host, args.port, home, token), dry_run=args.dry_run, token=token)
     if not args.dry_run:
-        print(f"\nStart the proxy (python3 launch.py) and run codex: model {r.default_model} via {client_config.proxy_url(args.host, args.port)}")
+        print(f"\nStart the proxy ({paths.COMMAND}) and run codex: model {r.default_model} via {client_config.proxy_url(args.host, args.port)}")
     return 0
