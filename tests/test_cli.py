@@ -6,8 +6,10 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -109,6 +111,42 @@ def test_launch_serves_healthz_and_translates(tmp_path):
     out = (tmp_path / "out.log").read_text()
     assert f"listening on http://127.0.0.1:{port}" in out and "sk-launch-secret" not in out
     assert "local access token: none" in out
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_launch_on_ipv6_loopback(tmp_path):
+    # mitmproxy takes the listen host without brackets; bracketed, "[::1]" was looked up as a name and the start failed
+    assert 'base_url = "http://[::1]:8788/v1"' in run("--host", "::1", "print-config").stdout
+    port = proxyproc.free_port()
+    log_path = tmp_path / "out.log"
+    with FakeMimo(keys=("sk-test",)).start() as fake, open(log_path, "wb") as log:
+        proc = subprocess.Popen([*LAUNCH, "--host", "::1", "--port", str(port), "--base-url", fake.base_url],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=dict(os.environ, MIMO_API_KEY="sk-test"))
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    health = json.loads(urllib.request.urlopen(f"http://[::1]:{port}/healthz", timeout=2).read())
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, log_path.read_text()
+                    time.sleep(0.1)
+            assert health["ok"] is True
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(15)
+    assert f"listening on http://[::1]:{port}" in log_path.read_text()
 
 
 def test_launch_access_token_flag(tmp_path):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mimo2codex import paths
+from mimo2codex.cli import client_config  # print-config's own facts
 from mimo2codex.translate import rules, secrets
 from mimo2codex.cli.setup_codex import catalog_path, codex_home
 
@@ -89,13 +90,12 @@ def upstream(r: rules.Rules, base_url: str, api_key: str, timeout: float) -> Che
 
 def port(host: str, port_: int, token: str, timeout: float) -> Check:
     """Free, or held by a mimo2codex proxy (its /healthz says so); anything else there is in the way."""
-    target = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    target = client_config.connect_host(host)
     try:
         socket.create_connection((target, port_), timeout=timeout).close()
     except OSError:
         return Check(True, f"{host}:{port_} is free (the proxy is not running; start it with `{paths.COMMAND}`)")
-    shown = f"[{target}]" if ":" in target else target
-    req = urllib.request.Request(f"http://{shown}:{port_}/healthz", headers={"authorization": f"Bearer {token}"} if token else {})
+    req = urllib.request.Request(f"http://{client_config.url_host(target)}:{port_}/healthz", headers={"authorization": f"Bearer {token}"} if token else {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             health = json.loads(resp.read())
@@ -117,8 +117,6 @@ def port(host: str, port_: int, token: str, timeout: float) -> Check:
 
 def codex_config(home: Path, r: rules.Rules, proxy_url: str, token: str) -> tuple[Check, dict]:
     """config.toml selects a provider whose base_url is this proxy, with wire_api "responses"; its auth is in place."""
-    from mimo2codex.cli import client_config  # print-config's own facts
-
     path = home / "config.toml"
     fix = f"{paths.COMMAND} print-config --provider {r.provider} (or setup-codex) and put its lines in {path}"
     if not path.is_file():
@@ -216,7 +214,7 @@ def mark(ok: bool) -> str:
 
 
 def run(args: argparse.Namespace, environ: dict | None = None, codex_path: str | None = None) -> int:
-    from mimo2codex.cli import client_config, launcher
+    from mimo2codex.cli import launcher
 
     env = os.environ if environ is None else environ
     r = launcher.load_rules(args.rules)

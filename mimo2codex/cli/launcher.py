@@ -15,7 +15,7 @@ import sys
 from urllib.parse import urlsplit
 
 from mimo2codex import __version__, nodump
-from mimo2codex.cli.client_config import auth_json, codex_config
+from mimo2codex.cli.client_config import auth_json, codex_config, url_host
 from mimo2codex.paths import ADDON, COMMAND, CONFDIR
 from mimo2codex.translate import rules
 from mimo2codex.translate.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
@@ -52,8 +52,9 @@ def is_loopback(host: str) -> bool:
 
 def mitm_argv(args: argparse.Namespace, r: rules.Rules, base_url: str) -> list[str]:
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(base_url))
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    argv = ["-s", str(ADDON), "--mode", f"reverse:{origin}@{host}:{args.port}",
+    # mitmproxy splits the listen spec at its last ":" and takes the host as is: an IPv6 literal goes
+    # in without brackets (with them it is looked up as a name and the start fails).
+    argv = ["-s", str(ADDON), "--mode", f"reverse:{origin}@{args.host}:{args.port}",
             "--set", "connection_strategy=lazy", "--set", f"confdir={CONFDIR}",
             "--set", f"mimo_rules={args.rules}", "--set", f"mimo_base_url={base_url}"]
     if args.no_reasoning:
@@ -107,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if key:
         os.environ[r.auth_env] = key  # the addon reads it from the environment: never an option, never logged
     CONFDIR.mkdir(parents=True, exist_ok=True)
-    print(f"mimo2codex v{__version__} listening on http://{args.host}:{args.port}  ({'mitmweb' if args.web else 'mitmdump'})")
+    print(f"mimo2codex v{__version__} listening on http://{url_host(args.host)}:{args.port}  ({'mitmweb' if args.web else 'mitmdump'})")
     source = ("--api-key" if args.api_key else r.auth_env) + ": set" if key else "none (not required)"
     print(f"upstream: {r.name} at {base_url}  (key: {source})")
     for spec in args.routes:
