@@ -217,6 +217,14 @@ def test_record_into_a_path_that_cannot_be_a_folder_is_one_line(tmp_path):
     assert r.returncode != 0 and "cannot record to" in r.stderr and "Traceback" not in r.stdout + r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("args, says", [(["doctor", "--timeout", "-1"], "--timeout: must be more than 0"),
+                                        (["doctor", "--timeout", "inf"], "--timeout: must be more than 0"),
+                                        (["replay", "s.mitm", "--pace", "-5"], "--pace: must be 0 or more")])
+def test_out_of_range_numbers_are_usage_errors_not_tracebacks(args, says):
+    r = run(*args)
+    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def test_keyless_local_provider_starts_and_sends_no_auth_header(tmp_path):
     from mimo2codex.fakes.providers import fake_server
 

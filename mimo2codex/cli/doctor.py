@@ -197,11 +197,22 @@ def codex_cli(path: str | None = None) -> Check:
 # ----------------------------------------------------------------------------------------------
 
 
+def seconds(text: str) -> float:
+    """A positive number of seconds (argparse type): 0 or less is no timeout a socket takes."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < 86400:  # also refuses nan and inf, which sockets refuse with a traceback
+        raise argparse.ArgumentTypeError(f"must be more than 0 and less than a day, got {text}")
+    return value
+
+
 def add_parser(sub, add_common) -> None:
     d = sub.add_parser("doctor", help="check the set-up (Python, mitmproxy, key, provider, port, Codex config, catalog, Codex CLI)")
     add_common(d)
     d.add_argument("--base-url", default=argparse.SUPPRESS, help="upstream to check (default: as the proxy would pick it)")
-    d.add_argument("--timeout", type=float, default=5.0, help="seconds for each network check (default 5)")
+    d.add_argument("--timeout", type=seconds, default=5.0, help="seconds for each network check (default 5)")
 
 
 def mark(ok: bool) -> str:

@@ -19,6 +19,17 @@ from pathlib import Path
 from mimo2codex import paths
 
 
+def _milliseconds(text: str) -> int:
+    """--pace: a whole number of milliseconds, 0 or more (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of milliseconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def add_parsers(sub, add_common) -> None:
     rec = sub.add_parser("record", help="run the proxy and record the session to a mitmproxy flow file (secrets redacted)")
     add_common(rec)
@@ -28,7 +39,7 @@ def add_parsers(sub, add_common) -> None:
     rep = sub.add_parser("replay", help="serve a recorded session's answers offline (no key, no network)")
     add_common(rep)
     rep.add_argument("file", metavar="FILE", help="flow file from `record` (or mitmdump -w)")
-    rep.add_argument("--pace", type=int, default=0, metavar="MS", help="milliseconds between replayed upstream events (default 0)")
+    rep.add_argument("--pace", type=_milliseconds, default=0, metavar="MS", help="milliseconds between replayed upstream events (default 0)")
     rep.add_argument("--save", metavar="OUT", help="also record the replayed session to OUT")
 
     show = sub.add_parser("show", help="print a recorded session as a readable transcript")
