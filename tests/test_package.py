@@ -61,6 +61,15 @@ def test_wheel_carries_package_addon_and_rules_without_generic_top_level_names(i
         assert not (site / generic).exists(), generic
 
 
+def test_the_wheel_has_the_version_the_code_reports(installed):
+    import mimo2codex
+
+    out = run(installed, "--version")
+    assert out.returncode == 0 and mimo2codex.__version__ in out.stdout, out.stdout + out.stderr
+    dist = list(installed["site"].glob("mimo2codex-*.dist-info"))
+    assert [d.name for d in dist] == [f"mimo2codex-{mimo2codex.__version__}.dist-info"]
+
+
 def test_command_help_lists_every_subcommand(installed):
     out = run(installed, "--help")
     assert out.returncode == 0, out.stderr
