@@ -97,6 +97,8 @@ class MimoTranslate:
         reloading.install_fallback()
 
     def configure(self, updated: set[str]) -> None:
+        if "mimo_upstream_timeout" in updated and ctx.options.mimo_upstream_timeout <= 0:  # every turn would fail
+            raise exceptions.OptionsError("mimo_upstream_timeout must be > 0 seconds")
         if "mimo_rules" in updated or self.rules is None:
             try:
                 self.rules = rules.load(ctx.options.mimo_rules)
