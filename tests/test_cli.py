@@ -214,7 +214,7 @@ def test_compare_with_broken_rules_is_one_line_not_a_traceback(tmp_path):
 def test_record_into_a_path_that_cannot_be_a_folder_is_one_line(tmp_path):
     (tmp_path / "afile").write_text("")
     r = run("record", str(tmp_path / "afile" / "s.mitm"), env={"MIMO_API_KEY": "sk-test"})
-    assert r.returncode != 0 and "cannot record to" in r.stderr and "Traceback" not in r.stdout + r.stderr, r.stderr
+    assert r.returncode != 0 and "cannot write a flow file at" in r.stderr and "Traceback" not in r.stdout + r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("args, says", [(["doctor", "--timeout", "-1"], "--timeout: must be more than 0"),

@@ -68,14 +68,20 @@ def _exchanges(path: str):
         sys.exit(f"mimo2codex: {e}")
 
 
-def cmd_record(args: argparse.Namespace) -> int:
-    from mimo2codex.cli import launcher
-
-    path = Path(args.file).expanduser().resolve()
+def _output(name: str) -> Path:
+    """A flow file to write, its folder made: a path that cannot be is a message, not mitmproxy's bare errno."""
+    path = Path(name).expanduser().resolve()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        sys.exit(f"mimo2codex: cannot record to {path}: {e.strerror or e}")
+        sys.exit(f"mimo2codex: cannot write a flow file at {path}: {e.strerror or e}")
+    return path
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from mimo2codex.cli import launcher
+
+    path = _output(args.file)
     args.mitm_extra = ["-w", ("+" if args.append else "") + str(path)]
     print(f"recording to {path} (api keys, Authorization and cookies are redacted before they are written)")
     print(f"afterwards: {paths.COMMAND} show {args.file}   |   {paths.COMMAND} replay {args.file}")
@@ -97,8 +103,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     argv = launcher.mitm_argv(args, r, r.base_url)
     argv += ["--set", f"mimo_replay={Path(args.file).resolve()}", "--set", f"mimo_replay_pace={args.pace}"]
     if args.save:
-        argv += ["-w", str(Path(args.save).expanduser().resolve())]
-    print(f"mimo2codex replaying {len(translated)} recorded exchanges from {args.file} on http://{args.host}:{args.port}"
+        argv += ["-w", str(_output(args.save))]
+    print(f"mimo2codex replaying {len(translated)} recorded exchanges from {args.file} on http://{client_config.url_host(args.host)}:{args.port}"
           f"  ({'mitmweb' if args.web else 'mitmdump'}; no key, no network)")
     launcher.export_access_token(args)
     print("\n# Point Codex at it exactly as for a live session:")
