@@ -36,6 +36,7 @@ from mimo2codex.translate import errors, request, rules, secrets  # noqa: E402
 from mimo2codex.translate.stream import ResponsesStream, translate_body  # noqa: E402
 from mimo2codex.translate.turn import Turn  # noqa: E402
 
+from addon import deferred  # noqa: E402
 from addon import guard  # noqa: E402
 from addon import keyguard  # noqa: E402
 from addon import reloading  # noqa: E402
@@ -96,6 +97,8 @@ class MimoTranslate:
         reloading.install_fallback()
 
     def configure(self, updated: set[str]) -> None:
+        if "mimo_upstream_timeout" in updated and ctx.options.mimo_upstream_timeout <= 0:  # every turn would fail
+            raise exceptions.OptionsError("mimo_upstream_timeout must be > 0 seconds")
         if "mimo_rules" in updated or self.rules is None:
             try:
                 self.rules = rules.load(ctx.options.mimo_rules)
@@ -369,4 +372,5 @@ reloading.script_loaded()
 addons = [keyguard.KeyGuard(),  # first: the key is in this process's environment
           webguard.FrozenOptions(), webguard.WebGuard(),  # mitmweb's API: see addon/webguard.py
           guard.Guard(), MimoTranslate(), relay.Relay(), guard.WireSecrets(),  # order matters: see addon/guard.py
-          replay.Replay(), recorder.Recorder(), rules_watch.RulesWatch()]
+          replay.Replay(), recorder.Recorder(), rules_watch.RulesWatch(),
+          deferred.DeferredOptions()]  # last: every option above is defined by now

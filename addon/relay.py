@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from mitmproxy import ctx, http
+from mitmproxy import ctx, exceptions, http
 
 from addon import provider_http, reloading
 from addon.provider_http import chunk
@@ -95,6 +95,10 @@ class Relay:
         loader.add_option("mimo_keepalive", int, 5,
                           f"Seconds between keep-alive events while the provider is silent before its first byte "
                           f"(the stream opens after {HOLD:g} s of silence). 0: never open early.")
+
+    def configure(self, updated: set[str]) -> None:
+        if "mimo_keepalive" in updated and ctx.options.mimo_keepalive < 0:  # it would send keep-alives in a tight loop
+            raise exceptions.OptionsError("mimo_keepalive must be >= 0 (0: no keep-alive)")
 
     async def running(self) -> None:
         if STATE.server is None:

@@ -540,13 +540,14 @@ def run_set(framing: str, args, n_rounds: int) -> None:
         upstream.stop()
 
 
+SECTIONS = ("ttfb", "long", "concurrent", "request", "profile")
 FRAMINGS = {"mimo": "MiMo's: explicit nulls, one HTTP chunk per event",
             "other": "other providers': delta without nulls, more envelope fields, 'data:' without a space, events split across reads"}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="mimo2codex benchmarks (ratios against plain mitmdump, one run)")
-    ap.add_argument("sections", nargs="*", default=["ttfb", "long", "concurrent", "request", "profile"])
+    ap.add_argument("sections", nargs="*", default=list(SECTIONS), help=f"any of: {' '.join(SECTIONS)} (default: all)")
     ap.add_argument("--quick", action="store_true", help="fewer rounds and repetitions")
     ap.add_argument("--peer", action="append", default=[], metavar="'CMD {port} {upstream}'",
                     help="another Responses proxy as a row in every section, started by this shell command line with "
@@ -554,7 +555,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--framing", default="mimo,other", help="upstream row sets to run: mimo, other or both (default)")
     ap.add_argument("--streams", default="256,1024", help="concurrent section sizes (default 256,1024)")
     args = ap.parse_args(argv)
-    args.streams = [int(n) for n in args.streams.split(",")]
+    # A misspelt section or framing would start every process and then measure nothing.
+    if unknown := [x for x in args.sections if x not in SECTIONS] + [f for f in args.framing.split(",") if f not in FRAMINGS]:
+        ap.error(f"unknown section or framing: {', '.join(unknown)} (sections: {' '.join(SECTIONS)}; framings: {','.join(FRAMINGS)})")
+    try:
+        args.streams = [int(n) for n in args.streams.split(",")]
+    except ValueError:
+        ap.error(f"--streams takes numbers separated by commas, got {args.streams!r}")
     n_rounds = 3 if args.quick else 5
     import mitmproxy.version
 

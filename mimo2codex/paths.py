@@ -18,6 +18,7 @@ PACKAGE = Path(__file__).resolve().parent
 _CHECKOUT = PACKAGE.parent
 IN_CHECKOUT = (_CHECKOUT / "addon" / "mimo.py").is_file() and (_CHECKOUT / "pyproject.toml").is_file()
 HOME = _CHECKOUT if IN_CHECKOUT else PACKAGE / "bundle"
+COMMAND = "python3 launch.py" if IN_CHECKOUT else "mimo2codex"  # how hints name the command line (an install has no launch.py)
 
 ADDON = HOME / "addon" / "mimo.py"  # what `mitmdump -s` loads
 RULES_DIR = HOME / "rules"

@@ -274,3 +274,15 @@ def test_base_url_variable_reaches_the_plain_addon_for_the_main_provider(monkeyp
     bad = MimoTranslate()
     with taddons.context(bad) as tctx, pytest.raises(exceptions.OptionsError, match=r"\$MIMO_BASE_URL must start"):
         tctx.configure(bad, mimo_rules="mimo")
+
+
+@pytest.mark.parametrize("option, value, says", [("mimo_keepalive", -3, "mimo_keepalive must be >= 0"),
+                                                 ("mimo_upstream_timeout", 0, "mimo_upstream_timeout must be > 0")])
+def test_timing_options_out_of_range_are_refused(option, value, says):
+    from addon import relay
+
+    translate, rel = MimoTranslate(), relay.Relay()
+    with taddons.context(translate, rel) as tctx:
+        with pytest.raises(exceptions.OptionsError, match=says):
+            tctx.configure(rel if option == "mimo_keepalive" else translate, **{option: value})
+        tctx.configure(rel if option == "mimo_keepalive" else translate, **{option: 0 if option == "mimo_keepalive" else 1})

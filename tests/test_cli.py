@@ -6,8 +6,10 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -111,6 +113,42 @@ def test_launch_serves_healthz_and_translates(tmp_path):
     assert "local access token: none" in out
 
 
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_launch_on_ipv6_loopback(tmp_path):
+    # mitmproxy takes the listen host without brackets; bracketed, "[::1]" was looked up as a name and the start failed
+    assert 'base_url = "http://[::1]:8788/v1"' in run("--host", "::1", "print-config").stdout
+    port = proxyproc.free_port()
+    log_path = tmp_path / "out.log"
+    with FakeMimo(keys=("sk-test",)).start() as fake, open(log_path, "wb") as log:
+        proc = subprocess.Popen([*LAUNCH, "--host", "::1", "--port", str(port), "--base-url", fake.base_url],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                env=dict(os.environ, MIMO_API_KEY="sk-test"))
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    health = json.loads(urllib.request.urlopen(f"http://[::1]:{port}/healthz", timeout=2).read())
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, log_path.read_text()
+                    time.sleep(0.1)
+            assert health["ok"] is True
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(15)
+    assert f"listening on http://[::1]:{port}" in log_path.read_text()
+
+
 def test_launch_access_token_flag(tmp_path):
     token = "tok-launch-local-5f2c9e"
     env = {k: v for k, v in os.environ.items() if k != "MIMO2CODEX_ACCESS_TOKEN"}
@@ -171,6 +209,20 @@ def test_compare_with_broken_rules_is_one_line_not_a_traceback(tmp_path):
     r = run("compare", str(tmp_path / "s.mitm"), "--provider", str(bad))
     assert r.returncode != 0 and "bad rules" in r.stderr and "bad.yaml:2" in r.stderr
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_record_into_a_path_that_cannot_be_a_folder_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("")
+    r = run("record", str(tmp_path / "afile" / "s.mitm"), env={"MIMO_API_KEY": "sk-test"})
+    assert r.returncode != 0 and "cannot write a flow file at" in r.stderr and "Traceback" not in r.stdout + r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args, says", [(["doctor", "--timeout", "-1"], "--timeout: must be more than 0"),
+                                        (["doctor", "--timeout", "inf"], "--timeout: must be more than 0"),
+                                        (["replay", "s.mitm", "--pace", "-5"], "--pace: must be 0 or more")])
+def test_out_of_range_numbers_are_usage_errors_not_tracebacks(args, says):
+    r = run(*args)
+    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_keyless_local_provider_starts_and_sends_no_auth_header(tmp_path):

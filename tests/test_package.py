@@ -61,6 +61,15 @@ def test_wheel_carries_package_addon_and_rules_without_generic_top_level_names(i
         assert not (site / generic).exists(), generic
 
 
+def test_the_wheel_has_the_version_the_code_reports(installed):
+    import mimo2codex
+
+    out = run(installed, "--version")
+    assert out.returncode == 0 and mimo2codex.__version__ in out.stdout, out.stdout + out.stderr
+    dist = list(installed["site"].glob("mimo2codex-*.dist-info"))
+    assert [d.name for d in dist] == [f"mimo2codex-{mimo2codex.__version__}.dist-info"]
+
+
 def test_command_help_lists_every_subcommand(installed):
     out = run(installed, "--help")
     assert out.returncode == 0, out.stderr
@@ -73,6 +82,8 @@ def test_print_config_and_check_rules_use_the_installed_rules(installed):
     out = run(installed, "print-config")
     assert out.returncode == 0, out.stderr
     assert 'model_provider = "mimo"' in out.stdout and "127.0.0.1:8788" in out.stdout
+    # an install has no launch.py: the steps it prints name the command the user has
+    assert "mimo2codex print-config --catalog" in out.stdout and "launch.py" not in out.stdout, out.stdout
     checked = run(installed, "check-rules")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert str(installed["site"] / "mimo2codex" / "bundle" / "rules") in checked.stdout

@@ -119,6 +119,14 @@ def test_provider_name_or_path(tmp_path):
         rules.load(tmp_path / "missing.yaml")
 
 
+def test_a_directory_or_binary_file_is_a_rules_error_not_a_traceback(tmp_path):
+    with pytest.raises(rules.RulesError, match="cannot read it"):
+        rules.load(tmp_path)
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(rules.RulesError, match="not UTF-8 text"):
+        rules.load(tmp_path / "bin.yaml")
+
+
 def test_check_rules_command(tmp_path):
     bad = write(tmp_path, MINIMAL + "colour: blue\n", "bad.yaml")
     launch = [sys.executable, str(ROOT / "launch.py"), "check-rules"]

@@ -85,3 +85,31 @@ def test_a_broken_edit_answers_503_until_fixed(reloadable):
     fake.queue({"text": "fixed"})
     a = call(proxy.port, responses_body())
     assert check_answer(a)[0] == "completed" and F.output_text(a) == "fixed"
+
+
+def test_a_bad_set_value_stops_the_start_with_its_reason(tmp_path):
+    # mitmproxy parses `--set` values of script options in its background loader, where a bad one
+    # used to leave the whole script unloaded in silence: a plain proxy to the provider, untranslated.
+    log_path = tmp_path / "px.log"
+    try:
+        proxy = proxyproc.start("http://127.0.0.1:9/v1", sets=("mimo_keepalive=abc",), log_path=log_path)
+    except RuntimeError:  # exited before it listened
+        proxy = None
+    if proxy is not None:
+        proxy.proc.wait(20)
+        rc = proxy.proc.returncode
+        proxy.stop()
+    log = log_path.read_text(errors="replace")
+    assert "--set mimo_keepalive: " in log and "abc" in log, log  # mitmproxy 11 and 12 word the reason differently
+    assert proxy is None or rc != 0
+
+
+def test_a_misspelt_mimo_option_is_named_and_the_translator_still_loads(tmp_path):
+    with FakeMimo(keys=("sk-test",)).start() as fake:
+        with proxyproc.start(fake.base_url, sets=("mimo_keepalvie=2", "mimo_upstream_timeout=30"),
+                             log_path=tmp_path / "px.log") as proxy:
+            fake.queue({"text": "translated"})
+            a = call(proxy.port, responses_body())
+            assert check_answer(a)[0] == "completed" and F.output_text(a) == "translated"
+            assert "--set mimo_keepalvie: no such mimo2codex option; ignored" in proxy.log()
+            assert "mimo_upstream_timeout" not in proxy.log()  # a good value is applied quietly

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -113,6 +114,31 @@ def test_print_config_includes_the_catalog_step_and_refuses_websockets(tmp_path)
         assert f"print-config --catalog {cat}" in out, out
         assert f'model_catalog_json = "{cat}"' in out and "supports_websockets = false" in out, out
         assert not cat.exists()  # printing writes nothing
+
+
+def test_the_printed_catalog_step_writes_the_chosen_providers_models(tmp_path):
+    env = dict(os.environ, CODEX_HOME=str(tmp_path))
+    launch = [sys.executable, str(ROOT / "launch.py")]
+    out = subprocess.run([*launch, "print-config", "--provider", "deepseek"], capture_output=True, text=True,
+                         timeout=60, env=env, stdin=subprocess.DEVNULL).stdout
+    step = next(line for line in out.splitlines() if line.startswith("python3 launch.py print-config"))
+    subprocess.run([*launch, *shlex.split(step)[2:]], check=True, capture_output=True, timeout=60, env=env,
+                   stdin=subprocess.DEVNULL)
+    slugs = [m["slug"] for m in json.loads((tmp_path / "mimo2codex-deepseek-catalog.json").read_text())["models"]]
+    assert "deepseek-v4-pro" in slugs and not any(s.startswith("mimo") for s in slugs), slugs
+
+
+def test_an_unwritable_catalog_path_is_a_message_not_a_traceback(tmp_path):
+    p = subprocess.run([sys.executable, str(ROOT / "launch.py"), "print-config", "--catalog", str(tmp_path / "no" / "c.json")],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert p.returncode == 1 and "cannot write the catalog" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_a_codex_home_that_is_a_file_is_a_message_not_a_traceback(tmp_path):
+    home = tmp_path / "codex"
+    home.write_text("not a directory")
+    p = setup(home)
+    assert p.returncode == 1 and "cannot create the Codex home" in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
 def test_access_token_goes_into_auth_json_but_never_into_the_printed_diff(tmp_path):

@@ -15,9 +15,18 @@ from mimo2codex.translate.secrets import TOKEN_ENV
 LOCAL_PLACEHOLDER_KEY = "mimo2codex-local"
 
 
+def connect_host(host: str) -> str:
+    """Where a client on this machine reaches a proxy bound to `host` (a wildcard is reached on loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+
+
+def url_host(host: str) -> str:
+    """`host` as it goes into a URL: an IPv6 literal in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def proxy_url(host: str, port: int) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
-    return f"http://{shown}:{port}/v1"
+    return f"http://{url_host(connect_host(host))}:{port}/v1"
 
 
 def codex_config(r: rules.Rules, host: str, port: int, *, env_key: bool = False, catalog: str | None = None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from mimo2codex import __version__
 from mimo2codex.cli import doctor, service, sessions, setup_codex
 from mimo2codex.cli.launcher import access_token, cmd_run, load_rules
 from mimo2codex.cli.client_config import auth_json, codex_config, model_catalog
-from mimo2codex.paths import ADDON
+from mimo2codex.paths import ADDON, COMMAND
 from mimo2codex.translate import rules
 from mimo2codex.translate.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
 
@@ -120,22 +121,28 @@ def parser(prog: str = "launch.py") -> argparse.ArgumentParser:
     return p
 
 
-def catalog_step(r: rules.Rules, path: str | None) -> tuple[str, str]:
-    """(the catalog file, the step that creates it): without the catalog Codex edits files by shell, not apply_patch."""
+def catalog_step(r: rules.Rules, spec: str, path: str | None) -> tuple[str, str]:
+    """(the catalog file, the step that creates it): without the catalog Codex edits files by shell, not apply_patch.
+
+    `spec` is the --provider as given: the step must write this provider's models, not the default's."""
     if path:
         path = str(Path(path).expanduser().resolve())
-        Path(path).write_text(json.dumps(model_catalog(r), indent=1))
+        try:
+            Path(path).write_text(json.dumps(model_catalog(r), indent=1))
+        except OSError as e:
+            sys.exit(f"mimo2codex: cannot write the catalog {path}: {e.strerror or e}")
         return path, f"# model catalog written to {path} (it gives Codex its apply_patch tool)"
     path = str(setup_codex.catalog_path(setup_codex.codex_home(), r.provider))
+    provider = "" if spec == "mimo" else f" --provider {shlex.quote(spec)}"
     return path, (f"# write the model catalog first (it gives Codex its apply_patch tool; Codex will not start if the\n"
-                  f"# file named in config.toml is missing):\npython3 launch.py print-config --catalog {path}")
+                  f"# file named in config.toml is missing):\n{COMMAND} print-config{provider} --catalog {shlex.quote(path)}")
 
 
 def cmd_print_config(args: argparse.Namespace) -> int:
     r = load_rules(args.rules)
-    catalog, step = catalog_step(r, args.catalog)
+    catalog, step = catalog_step(r, args.rules, args.catalog)
     token = bool(access_token(args))
-    print("# `python3 launch.py setup-codex` does all of this for you (merges, keeps backups, --dry-run shows the diff)\n")
+    print(f"# `{COMMAND} setup-codex` does all of this for you (merges, keeps backups, --dry-run shows the diff)\n")
     print("# Step 1 - " + step.removeprefix("# ") + "\n")
     if args.env_key:
         value = f"\"${TOKEN_ENV}\"" if token else "anything"
@@ -153,10 +160,10 @@ def cmd_print_config(args: argparse.Namespace) -> int:
 def cmd_print_cc_switch(args: argparse.Namespace) -> int:
     r = load_rules(args.rules)
     print("# cc-switch → Codex → + → App-specific Provider → Custom")
-    print("# Keep `python3 launch.py` running; cc-switch only switches configs.\n")
+    print(f"# Keep `{COMMAND}` running; cc-switch only switches configs.\n")
     print("# auth.json")
     print(auth_json(bool(access_token(args))))
-    catalog, step = catalog_step(r, None)
+    catalog, step = catalog_step(r, args.rules, None)
     print("\n# model catalog (once, outside cc-switch)\n" + step)
     print("\n# config.toml")
     print(codex_config(r, DEFAULT_HOST if args.host in ("0.0.0.0", "::") else args.host, args.port, catalog=catalog))

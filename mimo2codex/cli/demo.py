@@ -13,7 +13,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from mimo2codex import proxyproc
+from mimo2codex import paths, proxyproc
 from mimo2codex.translate import rules
 from mimo2codex.fakes import providers
 from mimo2codex.fakes.chat_server import FakeChatServer
@@ -97,5 +97,5 @@ def run(rules_name: str = "mimo") -> int:
             print("\nThe proxy never forwarded Codex's bearer token: upstream saw",
                   "its own key only" if all("codex-placeholder" not in json.dumps(dict(r.headers)) for r in fake.requests) else "A LEAK")
     flag = "" if r.provider == "mimo" else f" --provider {rules_name}"
-    print(f"\nDemo done. With a real key: export {r.auth_env}=sk-... && python3 launch.py{flag}")
+    print(f"\nDemo done. With a real key: export {r.auth_env}=sk-... && {paths.COMMAND}{flag}")
     return 0

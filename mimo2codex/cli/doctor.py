@@ -21,6 +21,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from mimo2codex import paths
+from mimo2codex.cli import client_config  # print-config's own facts
 from mimo2codex.translate import rules, secrets
 from mimo2codex.cli.setup_codex import catalog_path, codex_home
 
@@ -88,13 +90,12 @@ def upstream(r: rules.Rules, base_url: str, api_key: str, timeout: float) -> Che
 
 def port(host: str, port_: int, token: str, timeout: float) -> Check:
     """Free, or held by a mimo2codex proxy (its /healthz says so); anything else there is in the way."""
-    target = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+    target = client_config.connect_host(host)
     try:
         socket.create_connection((target, port_), timeout=timeout).close()
     except OSError:
-        return Check(True, f"{host}:{port_} is free (the proxy is not running; start it with `python3 launch.py`)")
-    shown = f"[{target}]" if ":" in target else target
-    req = urllib.request.Request(f"http://{shown}:{port_}/healthz", headers={"authorization": f"Bearer {token}"} if token else {})
+        return Check(True, f"{host}:{port_} is free (the proxy is not running; start it with `{paths.COMMAND}`)")
+    req = urllib.request.Request(f"http://{client_config.url_host(target)}:{port_}/healthz", headers={"authorization": f"Bearer {token}"} if token else {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             health = json.loads(resp.read())
@@ -116,10 +117,8 @@ def port(host: str, port_: int, token: str, timeout: float) -> Check:
 
 def codex_config(home: Path, r: rules.Rules, proxy_url: str, token: str) -> tuple[Check, dict]:
     """config.toml selects a provider whose base_url is this proxy, with wire_api "responses"; its auth is in place."""
-    from mimo2codex.cli import client_config  # print-config's own facts
-
     path = home / "config.toml"
-    fix = f"python3 launch.py print-config --provider {r.provider} (or setup-codex) and put its lines in {path}"
+    fix = f"{paths.COMMAND} print-config --provider {r.provider} (or setup-codex) and put its lines in {path}"
     if not path.is_file():
         return Check(False, f"{path} does not exist", fix), {}
     try:
@@ -165,7 +164,7 @@ def same_url(a: object, b: str) -> bool:
 
 def catalog(home: Path, r: rules.Rules, config: dict) -> Check:
     """The model catalog config.toml names exists and lists the configured model (Codex then offers apply_patch)."""
-    fix = f"python3 launch.py setup-codex --provider {r.provider} (writes it as {catalog_path(home, r.provider)} and the config line)"
+    fix = f"{paths.COMMAND} setup-codex --provider {r.provider} (writes it as {catalog_path(home, r.provider)} and the config line)"
     name = config.get(CATALOG_KEY)
     if not name:
         return Check(False, f"no {CATALOG_KEY} in config.toml: Codex falls back to metadata without apply_patch", fix)
@@ -198,11 +197,22 @@ def codex_cli(path: str | None = None) -> Check:
 # ----------------------------------------------------------------------------------------------
 
 
+def seconds(text: str) -> float:
+    """A positive number of seconds (argparse type): 0 or less is no timeout a socket takes."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < 86400:  # also refuses nan and inf, which sockets refuse with a traceback
+        raise argparse.ArgumentTypeError(f"must be more than 0 and less than a day, got {text}")
+    return value
+
+
 def add_parser(sub, add_common) -> None:
     d = sub.add_parser("doctor", help="check the set-up (Python, mitmproxy, key, provider, port, Codex config, catalog, Codex CLI)")
     add_common(d)
     d.add_argument("--base-url", default=argparse.SUPPRESS, help="upstream to check (default: as the proxy would pick it)")
-    d.add_argument("--timeout", type=float, default=5.0, help="seconds for each network check (default 5)")
+    d.add_argument("--timeout", type=seconds, default=5.0, help="seconds for each network check (default 5)")
 
 
 def mark(ok: bool) -> str:
@@ -215,7 +225,7 @@ def mark(ok: bool) -> str:
 
 
 def run(args: argparse.Namespace, environ: dict | None = None, codex_path: str | None = None) -> int:
-    from mimo2codex.cli import client_config, launcher
+    from mimo2codex.cli import launcher
 
     env = os.environ if environ is None else environ
     r = launcher.load_rules(args.rules)

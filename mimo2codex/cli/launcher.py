@@ -15,8 +15,8 @@ import sys
 from urllib.parse import urlsplit
 
 from mimo2codex import __version__, nodump
-from mimo2codex.cli.client_config import auth_json, codex_config
-from mimo2codex.paths import ADDON, CONFDIR
+from mimo2codex.cli.client_config import auth_json, codex_config, url_host
+from mimo2codex.paths import ADDON, COMMAND, CONFDIR
 from mimo2codex.translate import rules
 from mimo2codex.translate.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
 
@@ -52,8 +52,9 @@ def is_loopback(host: str) -> bool:
 
 def mitm_argv(args: argparse.Namespace, r: rules.Rules, base_url: str) -> list[str]:
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(base_url))
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    argv = ["-s", str(ADDON), "--mode", f"reverse:{origin}@{host}:{args.port}",
+    # mitmproxy splits the listen spec at its last ":" and takes the host as is: an IPv6 literal goes
+    # in without brackets (with them it is looked up as a name and the start fails).
+    argv = ["-s", str(ADDON), "--mode", f"reverse:{origin}@{args.host}:{args.port}",
             "--set", "connection_strategy=lazy", "--set", f"confdir={CONFDIR}",
             "--set", f"mimo_rules={args.rules}", "--set", f"mimo_base_url={base_url}"]
     if args.no_reasoning:
@@ -99,7 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not key and r.auth_required:
         sys.exit(f"mimo2codex: no API key for {r.name}.\n"
                  f"  Set it with:  export {r.auth_env}=sk-...   (or pass --api-key sk-...)\n"
-                 f"  No key yet? `python3 launch.py demo` shows the whole chain offline.")
+                 f"  No key yet? `{COMMAND} demo` shows the whole chain offline.")
     if not port_free(args.host, args.port):
         sys.exit(f"mimo2codex: {args.host}:{args.port} is already in use; pick another with --port (and update base_url in Codex's config)")
     if args.web and not port_free(args.host, args.web_port):
@@ -107,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if key:
         os.environ[r.auth_env] = key  # the addon reads it from the environment: never an option, never logged
     CONFDIR.mkdir(parents=True, exist_ok=True)
-    print(f"mimo2codex v{__version__} listening on http://{args.host}:{args.port}  ({'mitmweb' if args.web else 'mitmdump'})")
+    print(f"mimo2codex v{__version__} listening on http://{url_host(args.host)}:{args.port}  ({'mitmweb' if args.web else 'mitmdump'})")
     source = ("--api-key" if args.api_key else r.auth_env) + ": set" if key else "none (not required)"
     print(f"upstream: {r.name} at {base_url}  (key: {source})")
     for spec in args.routes:
@@ -119,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not is_loopback(args.host):
         print(f"WARNING: listening on {args.host}, not loopback: anyone who can reach this port spends your {r.name} quota"
               + ("." if token else "; require a local token with --access-token."), file=sys.stderr)
-    print("\n# Point Codex at it: python3 launch.py setup-codex writes this (and the model catalog) into ~/.codex for you")
+    print(f"\n# Point Codex at it: {COMMAND} setup-codex writes this (and the model catalog) into ~/.codex for you")
     print("# ~/.codex/auth.json\n" + auth_json(bool(token)))
     print("# ~/.codex/config.toml\n" + codex_config(r, args.host, args.port) + "\n", flush=True)
     from mitmproxy.tools import main as mitm_main

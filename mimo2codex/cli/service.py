@@ -305,7 +305,7 @@ def install(args, home: Path, env: Mapping[str, str], runner: Runner) -> int:
                   file=sys.stderr)
             return 1
     print(f"mimo2codex runs as a service on {client_config.proxy_url(args.host, args.port)}; "
-          "`launch.py service status`, `launch.py service logs`, `launch.py doctor`")
+          f"`{paths.COMMAND} service status`, `{paths.COMMAND} service logs`, `{paths.COMMAND} doctor`")
     if m.note:
         print(m.note)
     return 0

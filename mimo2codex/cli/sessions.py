@@ -19,6 +19,17 @@ from pathlib import Path
 from mimo2codex import paths
 
 
+def _milliseconds(text: str) -> int:
+    """--pace: a whole number of milliseconds, 0 or more (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of milliseconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def add_parsers(sub, add_common) -> None:
     rec = sub.add_parser("record", help="run the proxy and record the session to a mitmproxy flow file (secrets redacted)")
     add_common(rec)
@@ -28,7 +39,7 @@ def add_parsers(sub, add_common) -> None:
     rep = sub.add_parser("replay", help="serve a recorded session's answers offline (no key, no network)")
     add_common(rep)
     rep.add_argument("file", metavar="FILE", help="flow file from `record` (or mitmdump -w)")
-    rep.add_argument("--pace", type=int, default=0, metavar="MS", help="milliseconds between replayed upstream events (default 0)")
+    rep.add_argument("--pace", type=_milliseconds, default=0, metavar="MS", help="milliseconds between replayed upstream events (default 0)")
     rep.add_argument("--save", metavar="OUT", help="also record the replayed session to OUT")
 
     show = sub.add_parser("show", help="print a recorded session as a readable transcript")
@@ -57,14 +68,23 @@ def _exchanges(path: str):
         sys.exit(f"mimo2codex: {e}")
 
 
+def _output(name: str) -> Path:
+    """A flow file to write, its folder made: a path that cannot be is a message, not mitmproxy's bare errno."""
+    path = Path(name).expanduser().resolve()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        sys.exit(f"mimo2codex: cannot write a flow file at {path}: {e.strerror or e}")
+    return path
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     from mimo2codex.cli import launcher
 
-    path = Path(args.file).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _output(args.file)
     args.mitm_extra = ["-w", ("+" if args.append else "") + str(path)]
     print(f"recording to {path} (api keys, Authorization and cookies are redacted before they are written)")
-    print(f"afterwards: python3 launch.py show {args.file}   |   python3 launch.py replay {args.file}")
+    print(f"afterwards: {paths.COMMAND} show {args.file}   |   {paths.COMMAND} replay {args.file}")
     return launcher.cmd_run(args)
 
 
@@ -83,8 +103,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     argv = launcher.mitm_argv(args, r, r.base_url)
     argv += ["--set", f"mimo_replay={Path(args.file).resolve()}", "--set", f"mimo_replay_pace={args.pace}"]
     if args.save:
-        argv += ["-w", str(Path(args.save).expanduser().resolve())]
-    print(f"mimo2codex replaying {len(translated)} recorded exchanges from {args.file} on http://{args.host}:{args.port}"
+        argv += ["-w", str(_output(args.save))]
+    print(f"mimo2codex replaying {len(translated)} recorded exchanges from {args.file} on http://{client_config.url_host(args.host)}:{args.port}"
           f"  ({'mitmweb' if args.web else 'mitmdump'}; no key, no network)")
     launcher.export_access_token(args)
     print("\n# Point Codex at it exactly as for a live session:")

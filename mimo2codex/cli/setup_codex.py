@@ -20,6 +20,8 @@ import time
 import tomllib
 from pathlib import Path
 
+from mimo2codex import paths
+
 DIFF_LINES = 60
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
@@ -105,6 +107,17 @@ def _shown(path: Path, text: str, token: str) -> str:
     return text.replace(token, "<access token>") if token and path.name == "auth.json" else text
 
 
+def _write(path: Path, text: str) -> None:
+    if path.name != "auth.json":
+        path.write_text(text)
+        return
+    # Created 0600, not chmod-ed after: the key Codex sends is never readable by others, not even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    path.chmod(0o600)  # an existing file keeps its mode through O_TRUNC
+
+
 def apply(files: dict[Path, str], *, dry_run: bool, token: str = "", out=sys.stdout) -> list[Path]:
     """Print a diff per changed file; unless dry_run, back each one up and write it. Returns the changed paths."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -122,14 +135,20 @@ def apply(files: dict[Path, str], *, dry_run: bool, token: str = "", out=sys.std
             print(f"... ({len(diff) - DIFF_LINES} more diff lines)", file=out)
         if dry_run:
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            why = "a file is in the way" if isinstance(e, FileExistsError) else e.strerror or e
+            raise SystemExit(f"mimo2codex: cannot create the Codex home {path.parent}: {why} (CODEX_HOME names a directory)")
         if path.exists():
             backup = path.with_name(f"{path.name}.bak-{stamp}")
             shutil.copy2(path, backup)
             print(f"backup: {backup}", file=out)
-        path.write_text(new)
-        if path.name == "auth.json":
-            path.chmod(0o600)
+        try:
+            _write(path, new)
+        except OSError as e:
+            raise SystemExit(f"mimo2codex: cannot write {path}: {e.strerror or e}"
+                             + (f" (already written: {', '.join(map(str, changed[:-1]))})" if changed[:-1] else ""))
         print(f"wrote: {path}", file=out)
     if dry_run:
         print("dry run: nothing written", file=out)
@@ -152,5 +171,5 @@ def cmd_setup_codex(args: argparse.Namespace) -> int:
     print(f"Codex home: {home}" + ("  (from CODEX_HOME)" if os.environ.get("CODEX_HOME") else ""))
     apply(planned(r, args.host, args.port, home, token), dry_run=args.dry_run, token=token)
     if not args.dry_run:
-        print(f"\nStart the proxy (python3 launch.py) and run codex: model {r.default_model} via {client_config.proxy_url(args.host, args.port)}")
+        print(f"\nStart the proxy ({paths.COMMAND}) and run codex: model {r.default_model} via {client_config.proxy_url(args.host, args.port)}")
     return 0

@@ -28,6 +28,10 @@ def _read(path: Path) -> dict:
     except FileNotFoundError:
         hint = f" (providers: {', '.join(provider_names())})" if not path.suffix else ""
         raise RulesError(path, None, "", f"no such rules file or provider{hint}") from None
+    except OSError as e:  # a directory, no permission: a message, not a traceback (launch.py, check-rules, the addon)
+        raise RulesError(path, None, "", f"cannot read it: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise RulesError(path, None, "", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         raise RulesError(path, mark.line + 1 if mark else None, "", f"not valid YAML: {getattr(e, 'problem', e)}") from None
