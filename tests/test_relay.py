@@ -235,4 +235,8 @@ def test_a_burst_of_connects_to_the_relay_is_queued_not_dropped():
             server.close()
             relay.STATE.server, relay.STATE.port = saved
 
-    assert asyncio.run(burst()) == 300
+    loop = asyncio.new_event_loop()  # not asyncio.run: it unsets the thread's loop that taddons tests use later
+    try:
+        assert loop.run_until_complete(burst()) == 300
+    finally:
+        loop.close()
