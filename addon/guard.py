@@ -6,8 +6,8 @@ the client gets when the upstream cannot be reached or goes quiet.
   anything else gets a JSON 401. The client's credential is then removed from the flow, so flow
   files and mitmweb never hold it.
 - `mimo_max_body`: a request body over the limit gets a JSON 413 that states the limit.
-- The provider unreachable: the relay (addon/relay.py) answers that itself. The relay's connection
-  closed before response headers (the provider closed before any body byte): mitmproxy answers
+- The provider unreachable, or gone before its first body byte: the relay (addon/relay.py) answers
+  that itself. mitmproxy's own connection to the relay closed before response headers: mitmproxy answers
   with its own 502 HTML page, and setting `flow.response` in the `error` hook does not replace it (notes §4). We
   write a Responses-shaped answer to the client connection ourselves and kill the flow: mitmproxy
   then closes the connection without its page (`check_killed` after the error hook sends nothing
@@ -196,8 +196,10 @@ class Guard:
         if msg.lower().startswith("client disconnected") or not flow.killable:
             return
         req = flow.request
-        where = flow.metadata.get(META + "upstream_url") or f"{req.scheme}://{req.host}:{req.port}"  # the provider, not the relay
-        text = f"mimo2codex got no answer from {where}: {msg}"
+        if relayed := flow.metadata.get(META + "upstream_url"):  # the relay answers the provider's failures itself
+            text = f"mimo2codex's relay closed its connection before answering the request for {relayed}: {msg}"
+        else:
+            text = f"mimo2codex got no answer from {req.scheme}://{req.host}:{req.port}: {msg}"
         if self.fail_before_headers(flow, errors.MappedError("server_error", text, text, 502, True, None, "server_error")):
             flow.kill()  # mitmproxy then closes the connection instead of sending its HTML 502
 

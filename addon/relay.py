@@ -30,6 +30,7 @@ URL in metadata `m2c.upstream_url`), the provider's raw answer as the response b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets as pysecrets
@@ -49,6 +50,10 @@ log = logging.getLogger("mimo2codex")
 META = "m2c."
 TICKET_HEADER = "x-m2c-ticket"
 HOLD = 1.0  # seconds the client's headers wait for the provider's first answer
+# Every translated flow in flight connects here at once (1024 streams: 1024 connects in a burst).
+# asyncio's default backlog of 100 overflowed, and the kernel then dropped handshakes it had
+# already completed for mitmproxy, which saw the request's connection reset before any answer.
+BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 KEEPALIVE = b": keep-alive\n\n"
 HOP = {"host", "connection", "content-length", "transfer-encoding", "keep-alive", "te", "upgrade",
        "proxy-connection", TICKET_HEADER}
@@ -102,7 +107,7 @@ class Relay:
 
     async def running(self) -> None:
         if STATE.server is None:
-            STATE.server = await asyncio.start_server(_handle, "127.0.0.1", 0)
+            STATE.server = await asyncio.start_server(_handle, "127.0.0.1", 0, backlog=BACKLOG)
             STATE.port = STATE.server.sockets[0].getsockname()[1]
 
     def done(self) -> None:
@@ -182,10 +187,13 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             if work.cancelled():
                 log.info("relay: client gone, provider request cancelled (%s)", ticket.flow.metadata.get(META + "model"))
                 return
-            if (e := work.exception()) is not None:  # the provider broke off: closing tells mitmproxy so
+            if (e := work.exception()) is not None:
                 if not isinstance(e, (OSError, asyncio.IncompleteReadError, ValueError)):
                     log.warning("relay: %r", e)
-                return
+                if not ticket.opened:  # a bare close would reach the client as mitmproxy's "server closed connection"
+                    with contextlib.suppress(OSError):
+                        await _fail(ticket, writer, 502, {}, _no_answer(ticket, e), [])
+                return  # after the head, the broken-off stream tells mitmproxy (and the Tee) so
             if low.get("connection", "").lower() == "close":
                 return
     finally:
@@ -237,9 +245,7 @@ async def _relay(t: Ticket, headers: list[tuple[str, str]], body: bytes, writer:
                 await writer.drain()
             up = pending.result()
         except OSError as e:  # unreachable or gone before its headers: no retry, as before the relay
-            where = "{0.scheme}://{0.netloc}".format(urlsplit(t.url))
-            msg = secrets.scrub(f"mimo2codex got no answer from {where}: {e or type(e).__name__}", "")
-            return await _fail(t, writer, 502, {}, json.dumps({"error": {"message": msg}}).encode(), tries)
+            return await _fail(t, writer, 502, {}, _no_answer(t, e), tries)
         finally:
             if not pending.done():
                 pending.cancel()
@@ -275,6 +281,14 @@ async def _relay(t: Ticket, headers: list[tuple[str, str]], body: bytes, writer:
             await _backoff(t, writer, delay)
         finally:
             t.backoff = False
+
+
+def _no_answer(t: Ticket, e: BaseException) -> bytes:
+    """The 502 body for a provider request that failed before the client's response head."""
+    where = "{0.scheme}://{0.netloc}".format(urlsplit(t.url))
+    why = e if isinstance(e, OSError) else f"{type(e).__name__}: {e}"  # not an OSError: the relay's own failure
+    msg = secrets.scrub(f"mimo2codex got no answer from {where}: {str(why) or type(e).__name__}", "")
+    return json.dumps({"error": {"message": msg}}).encode()
 
 
 async def _first_bytes(t: Ticket, writer: asyncio.StreamWriter, head: bytes, body_in) -> bytes:

@@ -246,6 +246,31 @@ def test_websocket_upgrade_is_refused_with_426_so_codex_uses_http_at_once(tctx):
     assert err["code"] == "websocket_unsupported" and "supports_websockets = false" in err["message"]
 
 
+@pytest.mark.parametrize("relayed", [True, False])
+def test_a_connection_closed_before_any_answer_names_the_hop_that_closed(monkeypatch, relayed):
+    # The relay answers every provider failure itself (addon/relay.py), so a relayed flow whose
+    # upstream connection closed without an answer lost the hop to the relay, not the provider.
+    from addon import guard as guard_mod
+    from mitmproxy import flow as mflow
+    written: list[bytes] = []
+    monkeypatch.setattr(guard_mod, "write_to_client", lambda f, data: written.append(data) or True)
+    g = guard_mod.Guard()
+    with taddons.context(g):
+        f = tflow.tflow()
+        f.request.host, f.request.port = "127.0.0.1", 40000
+        f.metadata.update({"m2c.model": "mimo-v2.6-pro", "m2c.stream": False})
+        if relayed:
+            f.metadata["m2c.upstream_url"] = "https://api.example.test/v1/chat/completions"
+        f.error = mflow.Error("server closed connection")
+        g.error(f)
+    message = json.loads(written[0].split(b"\r\n\r\n", 1)[1])["error"]["message"]
+    if relayed:
+        assert "relay closed its connection" in message and "api.example.test" in message, message
+    else:
+        assert message == "mimo2codex got no answer from http://127.0.0.1:40000: server closed connection"
+    assert "server closed connection" in message
+
+
 def test_remote_compaction_endpoint_is_a_clear_404(tctx):
     _, addon = tctx
     f = responses_flow(codex_body(), path="/v1/responses/compact")

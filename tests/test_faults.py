@@ -141,10 +141,13 @@ def test_upstream_cut_mid_stream(fake, mode):
     fake.assert_healthy()
 
 
-def test_headers_then_close_without_any_event(raw):
-    raw.upstream.queue([("send", F.head()), ("fin",)])
-    kind, code, _ = check_answer(call(raw.port, responses_body()))
+@pytest.mark.parametrize("mode", ["fin", "rst"])
+def test_headers_then_close_without_any_event(raw, mode):
+    raw.upstream.queue([("send", F.head()), (mode,)])
+    kind, code, message = check_answer(call(raw.port, responses_body()))
     assert (kind, code) == ("failed", "server_error")
+    # the provider's cut, not mitmproxy's word for the relay hanging up without an answer
+    assert "provider closed the connection" in message and "server closed connection" not in message, message
     raw.assert_healthy()
 
 

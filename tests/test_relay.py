@@ -5,14 +5,16 @@ arrives while the provider still holds the rest), they are not benchmarks (bench
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
+import struct
 import time
 
 import openai
 import pytest
 
-from addon import flowfile
+from addon import flowfile, relay
 from mimo2codex import proxyproc
 from mimo2codex.fakes.mimo import FakeMimo
 from tests.support import faults as F
@@ -199,3 +201,42 @@ def test_a_whole_json_answer_after_the_stream_opened_is_translated(tmp_path):
     types = [e["type"] for e in a.events]
     assert types.count("response.created") == 1 and types.count("response.in_progress") >= 2, types
     assert F.check_answer(a)[0] == "completed" and F.output_text(a) == "late and whole", path.read_text()[-2000:]
+
+
+def _accept_queue(sock) -> int:
+    """Connections the kernel has queued on a listening socket, not yet accepted (tcpi_unacked)."""
+    return struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104), 24)[0]
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="Linux TCP_INFO")
+def test_a_burst_of_connects_to_the_relay_is_queued_not_dropped():
+    # Every flow in flight connects to the relay at once (bench/run.py: 1024 streams). With asyncio's
+    # default backlog of 100 the kernel dropped the rest, and some reached mitmproxy as a reset
+    # before any answer ("server closed connection"). The event loop does not run below: nothing
+    # is accepted, so every connect must wait in the listen queue.
+    async def burst() -> int:
+        saved = relay.STATE.server, relay.STATE.port
+        relay.STATE.server = None
+        await relay.Relay().running()
+        server, clients = relay.STATE.server, []
+        try:
+            for _ in range(300):
+                s = socket.socket()
+                s.setblocking(False)
+                s.connect_ex(("127.0.0.1", relay.STATE.port))
+                clients.append(s)
+            deadline = time.monotonic() + 5
+            while (queued := _accept_queue(server.sockets[0])) < len(clients) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return queued
+        finally:
+            for s in clients:
+                s.close()
+            server.close()
+            relay.STATE.server, relay.STATE.port = saved
+
+    loop = asyncio.new_event_loop()  # not asyncio.run: it unsets the thread's loop that taddons tests use later
+    try:
+        assert loop.run_until_complete(burst()) == 300
+    finally:
+        loop.close()
