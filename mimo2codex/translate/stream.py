@@ -33,9 +33,8 @@ import json.scanner
 import re
 from typing import Any
 
-from mimo2codex.translate.errors import map_upstream
 from mimo2codex.translate.hooks import REGISTRY
-from mimo2codex.translate.sse import DONE, DeltaTemplate, SSEParser, event, response_object, usage_from_chat
+from mimo2codex.translate.sse import DONE, DeltaTemplate, SSEParser, event, response_object
 from mimo2codex.translate.stream_body import WholeBody
 from mimo2codex.translate.stream_end import Endings
 from mimo2codex.translate.stream_learn import SPECIAL as _SPECIAL, LearntTemplate
@@ -266,23 +265,6 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
             self._crash(exc)
         return b"".join(out)
 
-    def whole(self, body: bytes, content_type: str = "") -> bytes:
-        """A whole upstream body -> the rest of the event stream.
-
-        Handles a Chat SSE body (replayed flows, clients that did not stream) and a non-stream
-        `chat.completion` JSON, which goes through the same state machine as one chunk.
-        """
-        head = (body or b"").lstrip()[:6]
-        if "event-stream" in (content_type or "").lower() or head.startswith((b"data:", b"event:", b":", b"id:")):
-            return self.feed(body or b"") + self.finish()
-        try:
-            obj = json.loads(body) if body else None
-        except ValueError:
-            obj = None
-        if obj is None:
-            return self.fail("server_error", f"The {self._provider()} answer was neither an event stream nor JSON.")
-        return self.feed_completion(obj)
-
     def keepalive(self) -> bytes:
         """Events for a client waiting while the provider is silent: the stream's start, then repeats
         of `response.in_progress` (Codex and the SDKs ignore them but they reset Codex's idle timer,
@@ -306,32 +288,6 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
         except Exception as exc:
             self._crash(exc)
         return b"".join(out)
-
-    @property
-    def response(self) -> dict:
-        if self._final is not None:
-            return self._final
-        return response_object(
-            self.turn, self._status, [i for i in self._output if i is not None], usage=usage_from_chat(self._usage_raw)
-        )
-
-    @property
-    def summary(self) -> dict:
-        usage = usage_from_chat(self._usage_raw) or {}
-        return {
-            "model": self.turn.model,
-            "upstream_model": self.turn.upstream_model or self.turn.model,
-            "status": self._status,
-            "finish_reason": self._finish_reason,
-            "input_tokens": usage.get("input_tokens", 0),
-            "cached_tokens": (usage.get("input_tokens_details") or {}).get("cached_tokens", 0),
-            "output_tokens": usage.get("output_tokens", 0),
-            "reasoning_tokens": (usage.get("output_tokens_details") or {}).get("reasoning_tokens", 0),
-            "tool_calls": list(self._tool_names),
-            "error": (self._error or {}).get("message"),
-            "incomplete_reason": (self._incomplete or {}).get("reason"),
-            "warnings": list(self.warnings),
-        }
 
     # ---------------------------------------------------------------- plumbing
 
@@ -357,27 +313,6 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
     def _warn(self, text: str) -> None:
         if len(self.warnings) < 20:
             self.warnings.append(text)
-
-    def _crash(self, exc: BaseException) -> None:
-        msg = f"mimo2codex internal error: {type(exc).__name__}: {exc}"
-        self._warn(msg)
-        if self.done:
-            return
-        if not self._ending:
-            try:
-                self._end("failed", code="server_error", message=msg)
-                return
-            except Exception:
-                pass
-        # State is beyond repair: a bare terminal event with what is known to be finished.
-        self.done = True
-        self._status = "failed"
-        self._error = {"code": "server_error", "message": msg}
-        self._final = response_object(self.turn, "failed", [i for i in self._output if i is not None], error=self._error)
-        try:
-            self._emit("response.failed", {"response": self._final})
-        except Exception:
-            pass
 
     # ---------------------------------------------------------------- upstream events
 
@@ -448,20 +383,6 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
         elif usage and self._finish_reason is not None:
             # The usage chunk is the last one MiMo sends after the finish chunk: no need to wait for [DONE].
             self._terminal_from_finish()
-
-    def _upstream_error(self, chunk: dict) -> None:
-        err = chunk.get("error")
-        if not isinstance(err, dict):
-            err = chunk  # `event: error` with the fields at the top level
-        code = err.get("code")
-        try:
-            status = int(str(code).strip())
-        except (TypeError, ValueError):
-            status = 0
-        if not 400 <= status <= 599:
-            status = 500
-        mapped = map_upstream(self.rules, status, json.dumps(chunk, ensure_ascii=False).encode(), None)
-        self._end("failed", code=mapped.code, message=mapped.message)
 
 
 def translate_body(turn: Turn, rules: Any, body: bytes, content_type: str = "") -> tuple[bytes, ResponsesStream]:

@@ -1,4 +1,4 @@
-"""A whole non-stream `chat.completion` through the same state machine as one chunk.
+"""A whole upstream body (`whole`: Chat SSE or a non-stream `chat.completion`) through the same state machine.
 
 A mixin of ResponsesStream (stream.py): turns the completion into the chunk the intake expects and
 lets the stream finish as usual; it adds no state of its own.
@@ -6,6 +6,7 @@ lets the stream finish as usual; it adds no state of its own.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -55,3 +56,20 @@ class WholeBody:
         except Exception as exc:
             self._crash(exc)
         return b"".join(out)
+
+    def whole(self, body: bytes, content_type: str = "") -> bytes:
+        """A whole upstream body -> the rest of the event stream.
+
+        Handles a Chat SSE body (replayed flows, clients that did not stream) and a non-stream
+        `chat.completion` JSON, which goes through the same state machine as one chunk.
+        """
+        head = (body or b"").lstrip()[:6]
+        if "event-stream" in (content_type or "").lower() or head.startswith((b"data:", b"event:", b":", b"id:")):
+            return self.feed(body or b"") + self.finish()
+        try:
+            obj = json.loads(body) if body else None
+        except ValueError:
+            obj = None
+        if obj is None:
+            return self.fail("server_error", f"The {self._provider()} answer was neither an event stream nor JSON.")
+        return self.feed_completion(obj)

@@ -2,11 +2,16 @@
 
 A mixin of ResponsesStream (stream.py): maps the provider's finish_reason to a terminal state,
 closes what is still open (display item, tool calls) and emits the one terminal event with the
-final Response object. Nothing else emits a terminal event.
+final Response object. Nothing else emits a terminal event. Also here: a provider error object
+inside the stream, an internal error (`_crash`), and what the finished stream reports
+(`response`, `summary`).
 """
 
 from __future__ import annotations
 
+import json
+
+from mimo2codex.translate.errors import map_upstream
 from mimo2codex.translate.sse import response_object, usage_from_chat
 from mimo2codex.translate.stream_tools import _BadCall
 
@@ -75,3 +80,64 @@ class Endings:
         )
         self.done = True
         self._emit(f"response.{status}", {"response": self._final})
+
+    @property
+    def response(self) -> dict:
+        if self._final is not None:
+            return self._final
+        return response_object(
+            self.turn, self._status, [i for i in self._output if i is not None], usage=usage_from_chat(self._usage_raw)
+        )
+
+    @property
+    def summary(self) -> dict:
+        usage = usage_from_chat(self._usage_raw) or {}
+        return {
+            "model": self.turn.model,
+            "upstream_model": self.turn.upstream_model or self.turn.model,
+            "status": self._status,
+            "finish_reason": self._finish_reason,
+            "input_tokens": usage.get("input_tokens", 0),
+            "cached_tokens": (usage.get("input_tokens_details") or {}).get("cached_tokens", 0),
+            "output_tokens": usage.get("output_tokens", 0),
+            "reasoning_tokens": (usage.get("output_tokens_details") or {}).get("reasoning_tokens", 0),
+            "tool_calls": list(self._tool_names),
+            "error": (self._error or {}).get("message"),
+            "incomplete_reason": (self._incomplete or {}).get("reason"),
+            "warnings": list(self.warnings),
+        }
+
+    def _crash(self, exc: BaseException) -> None:
+        msg = f"mimo2codex internal error: {type(exc).__name__}: {exc}"
+        self._warn(msg)
+        if self.done:
+            return
+        if not self._ending:
+            try:
+                self._end("failed", code="server_error", message=msg)
+                return
+            except Exception:
+                pass
+        # State is beyond repair: a bare terminal event with what is known to be finished.
+        self.done = True
+        self._status = "failed"
+        self._error = {"code": "server_error", "message": msg}
+        self._final = response_object(self.turn, "failed", [i for i in self._output if i is not None], error=self._error)
+        try:
+            self._emit("response.failed", {"response": self._final})
+        except Exception:
+            pass
+
+    def _upstream_error(self, chunk: dict) -> None:
+        err = chunk.get("error")
+        if not isinstance(err, dict):
+            err = chunk  # `event: error` with the fields at the top level
+        code = err.get("code")
+        try:
+            status = int(str(code).strip())
+        except (TypeError, ValueError):
+            status = 0
+        if not 400 <= status <= 599:
+            status = 500
+        mapped = map_upstream(self.rules, status, json.dumps(chunk, ensure_ascii=False).encode(), None)
+        self._end("failed", code=mapped.code, message=mapped.message)
