@@ -63,6 +63,9 @@ class Exchange:
                 return await cls._exchange(key, reader, writer, raw)
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 writer.close()
+            except BaseException:  # cancelled (client gone, timeout): close it, or the provider keeps generating
+                writer.close()
+                raise
         ssl_ctx = None
         if https:
             ssl_ctx = ssl.create_default_context()

@@ -34,6 +34,7 @@ import contextlib
 import json
 import logging
 import secrets as pysecrets
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +81,8 @@ class _State:
     """Module level: a reload of addon/mimo.py keeps the server and the requests in flight."""
 
     def __init__(self) -> None:
-        self.server: asyncio.AbstractServer | None = None
+        self.server: asyncio.Task | None = None  # _serve(), while the relay listens
+        self.sock: socket.socket | None = None  # its listening socket
         self.port = 0
         self.tickets: dict[str, Ticket] = {}  # ticket -> request not yet picked up
         self.live: dict[str, Ticket] = {}  # flow id -> request being relayed
@@ -105,14 +107,17 @@ class Relay:
         if "mimo_keepalive" in updated and ctx.options.mimo_keepalive < 0:  # it would send keep-alives in a tight loop
             raise exceptions.OptionsError("mimo_keepalive must be >= 0 (0: no keep-alive)")
 
-    async def running(self) -> None:
+    def running(self) -> None:
+        # Synchronous on purpose: a script reload calls `running` through invoke_addon_sync, which
+        # refuses a coroutine (and that error ended mitmproxy's script watcher: no later reload).
         if STATE.server is None:
-            STATE.server = await asyncio.start_server(_handle, "127.0.0.1", 0, backlog=BACKLOG)
-            STATE.port = STATE.server.sockets[0].getsockname()[1]
+            STATE.sock = socket.create_server(("127.0.0.1", 0), backlog=BACKLOG)  # connects queue until served
+            STATE.port = STATE.sock.getsockname()[1]
+            STATE.server = asyncio.get_running_loop().create_task(_serve(STATE.sock))
 
     def done(self) -> None:
         if STATE.server is not None and reloading.shutting_down():
-            STATE.server.close()
+            STATE.server.cancel()  # _serve closes the listening server
             STATE.server = None
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -153,6 +158,14 @@ class Relay:
 # -- the relay server ----------------------------------------------------------------------------
 
 
+async def _serve(sock: socket.socket) -> None:
+    server = await asyncio.start_server(_handle, sock=sock)
+    try:
+        await asyncio.Event().wait()  # until done() cancels it
+    finally:
+        server.close()
+
+
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while True:
@@ -167,11 +180,16 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                     k, v = line.split(":", 1)
                     headers.append((k.strip(), v.strip()))
             low = {k.lower(): v for k, v in headers}
-            body = await reader.readexactly(int(low.get("content-length") or 0))
+            # The ticket before the body: a local process without one must not make us read (and hold) anything.
             ticket = STATE.tickets.pop(low.get(TICKET_HEADER, ""), None)
             if ticket is None:
                 _answer(writer, 403, b'{"error":{"message":"mimo2codex relay: unknown or used ticket"}}', close=True)
                 return
+            length = low.get("content-length") or "0"
+            if not length.isdigit() or int(length) > len(ticket.flow.request.raw_content or b""):
+                _answer(writer, 400, b'{"error":{"message":"mimo2codex relay: bad content-length"}}', close=True)
+                return
+            body = await reader.readexactly(int(length))
             work = asyncio.create_task(_relay(ticket, headers, body, writer))
             gone = asyncio.create_task(reader.read(1))
             STATE.live[ticket.flow.id] = ticket

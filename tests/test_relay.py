@@ -215,10 +215,10 @@ def test_a_burst_of_connects_to_the_relay_is_queued_not_dropped():
     # before any answer ("server closed connection"). The event loop does not run below: nothing
     # is accepted, so every connect must wait in the listen queue.
     async def burst() -> int:
-        saved = relay.STATE.server, relay.STATE.port
+        saved = relay.STATE.server, relay.STATE.port, relay.STATE.sock
         relay.STATE.server = None
-        await relay.Relay().running()
-        server, clients = relay.STATE.server, []
+        relay.Relay().running()  # synchronous (a script reload calls it so): the socket listens at once
+        task, sock, clients = relay.STATE.server, relay.STATE.sock, []
         try:
             for _ in range(300):
                 s = socket.socket()
@@ -226,17 +226,50 @@ def test_a_burst_of_connects_to_the_relay_is_queued_not_dropped():
                 s.connect_ex(("127.0.0.1", relay.STATE.port))
                 clients.append(s)
             deadline = time.monotonic() + 5
-            while (queued := _accept_queue(server.sockets[0])) < len(clients) and time.monotonic() < deadline:
+            while (queued := _accept_queue(sock)) < len(clients) and time.monotonic() < deadline:
                 time.sleep(0.05)
             return queued
         finally:
             for s in clients:
                 s.close()
-            server.close()
-            relay.STATE.server, relay.STATE.port = saved
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            sock.close()
+            relay.STATE.server, relay.STATE.port, relay.STATE.sock = saved
 
     loop = asyncio.new_event_loop()  # not asyncio.run: it unsets the thread's loop that taddons tests use later
     try:
         assert loop.run_until_complete(burst()) == 300
     finally:
         loop.close()
+
+
+def test_the_relay_refuses_a_request_without_a_ticket_before_reading_its_body():
+    # Any local process can connect to the relay's port: without a ticket it must not make the proxy
+    # read (and hold) a body of the size it announces, nor crash on a length that is not a number.
+    async def ask(head: bytes) -> bytes:
+        saved = relay.STATE.server, relay.STATE.port, relay.STATE.sock
+        relay.STATE.server = None
+        relay.Relay().running()
+        task, sock = relay.STATE.server, relay.STATE.sock
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.STATE.port)
+            writer.write(head)  # the announced body never comes
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            return answer
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            sock.close()
+            relay.STATE.server, relay.STATE.port, relay.STATE.sock = saved
+
+    loop = asyncio.new_event_loop()
+    try:
+        for length in (b"10000000000", b"-5", b"abc"):
+            head = b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: " + length + b"\r\n\r\n"
+            answer = loop.run_until_complete(ask(head))
+            assert answer.startswith(b"HTTP/1.1 403") and b"unknown or used ticket" in answer, answer
+    finally:
+        loop.close()
+

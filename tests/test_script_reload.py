@@ -68,6 +68,9 @@ def test_a_request_in_flight_is_translated_by_the_reloaded_addon(reloadable):
     assert "1 request(s) in flight keep their translation" in proxy.log()
     a = call(proxy.port, responses_body())
     assert check_answer(a)[0] == "completed" and F.output_text(a) == "after"
+    # The watcher survived the first reload: an async `running` hook once ended it, so no later edit was reloaded.
+    rewrite(script, GOOD, 2)
+    wait_log(proxy, "was reloaded", 2)
     s = F.wait_idle(proxy.port)
     assert (s["turns"], s["streams"], s["watched"]) == (0, 0, 0), s
     assert "Traceback" not in proxy.log()
