@@ -112,7 +112,10 @@ class MimoTranslate:
                     r = rules.load(spec)
                 except rules.RulesError as e:
                     raise exceptions.OptionsError(f"mimo_routes: {e}") from None
-                routes[r.provider] = Route(r.provider, r, r.upstream_url(), r.auth_env)
+                url = r.upstream_url()
+                if not url.startswith(("http://", "https://")):  # else its requests could not be sent, see below
+                    raise exceptions.OptionsError(f"mimo_routes: ${r.base_url_env()} must start with http:// or https://, got {url!r}")
+                routes[r.provider] = Route(r.provider, r, url, r.auth_env)
             self.routes = routes
         if updated & {"mimo_rules", "mimo_base_url"} and not self.base_url().startswith(("http://", "https://")):
             where = "mimo_base_url" if ctx.options.mimo_base_url else f"${self.rules.base_url_env()}"

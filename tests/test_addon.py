@@ -301,6 +301,14 @@ def test_base_url_variable_reaches_the_plain_addon_for_the_main_provider(monkeyp
         tctx.configure(bad, mimo_rules="mimo")
 
 
+def test_a_route_base_url_without_a_scheme_is_refused_at_start(monkeypatch):
+    # Its requests could not be pointed at it: half-translated, they would reach the main provider instead.
+    monkeypatch.setenv("DEEPSEEK_BASE_URL", "api.deepseek.com/v1")
+    addon = MimoTranslate()
+    with taddons.context(addon) as tctx, pytest.raises(exceptions.OptionsError, match=r"\$DEEPSEEK_BASE_URL must start"):
+        tctx.configure(addon, mimo_rules="mimo", mimo_routes="deepseek")
+
+
 @pytest.mark.parametrize("option, value, says", [("mimo_keepalive", -3, "mimo_keepalive must be >= 0"),
                                                  ("mimo_upstream_timeout", 0, "mimo_upstream_timeout must be > 0")])
 def test_timing_options_out_of_range_are_refused(option, value, says):

@@ -79,6 +79,7 @@ def test_minimal_file_gets_everything_else_from_defaults(tmp_path):
     (MINIMAL + "hooks:\n  chunk: [no_such_hook]\n", 11, "hooks.chunk", "unknown hook 'no_such_hook'"),
     (MINIMAL + "reasoning:\n  think_tags: ['<think>']\n", 11, "reasoning.think_tags", "must be [opening tag, closing tag]"),
     (MINIMAL + "reasoning:\n  pass_back_as: think_tags\n", 11, "reasoning.pass_back_as", "needs reasoning.think_tags"),
+    (MINIMAL + "retry:\n  attempts: -1\n", 11, "retry.attempts", "must be >= 0"),
     (MINIMAL + "response:\n  finish_reasons: {done: finished}\n", 11, "response.finish_reasons.done", "must be one of stop"),
     (MINIMAL.replace("default: acme-1", "default: acme-2"), 7, "models.default", "'acme-2' is not in models.list"),
     (MINIMAL + "  aliases: {old: acme-0}\n", 10, "models.aliases.old", "points to unknown model 'acme-0'"),

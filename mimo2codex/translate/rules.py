@@ -227,6 +227,9 @@ def _build(d: dict, path: Path, raw: dict) -> Rules:
             if name.startswith(hook_registry.BUILTIN) or name not in hook_registry.REGISTRY.get(stage, {}):
                 known = ", ".join(sorted(n for n in hook_registry.REGISTRY.get(stage, {}) if not n.startswith(hook_registry.BUILTIN))) or "none"
                 raise RulesError(path, line_of((raw.get("hooks") or {}), stage), f"hooks.{stage}", f"unknown hook {name!r} (known: {known})")
+    for key in ("attempts", "base_delay", "max_wait"):  # a negative budget would end a turn with no answer at all
+        if d["retry"][key] < 0:
+            raise RulesError(path, line_of(raw.get("retry"), key), f"retry.{key}", "must be >= 0")
     tags = d["reasoning"].get("think_tags")
     if tags is not None and (len(tags) != 2 or not all(tags)):
         raise RulesError(path, line_of(raw.get("reasoning"), "think_tags"), "reasoning.think_tags", "must be [opening tag, closing tag]")
