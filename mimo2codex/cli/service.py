@@ -26,7 +26,7 @@ from typing import Callable, Mapping
 
 from mimo2codex import paths
 from mimo2codex.translate import rules
-from mimo2codex.translate.secrets import TOKEN_ENV, WEB_PASSWORD_ENV
+from mimo2codex.translate.secrets import LOCAL_SECRET_ENVS, TOKEN_ENV, WEB_PASSWORD_ENV
 
 NAME = "mimo2codex"
 UNIT = f"{NAME}.service"
@@ -88,7 +88,7 @@ def secret_names(r: rules.Rules, routes: list[rules.Rules]) -> list[str]:
     names = []
     for x in (r, *routes):
         names += [x.auth_env, x.base_url_env()]
-    return list(dict.fromkeys([*names, TOKEN_ENV, WEB_PASSWORD_ENV]))
+    return list(dict.fromkeys([*names, *LOCAL_SECRET_ENVS]))
 
 
 _SAFE = re.compile(r"[^'\n\r\0]*")
