@@ -7,6 +7,10 @@ script stays unloaded, so the proxy forwards Codex's requests to the provider un
 the script's addon list, this parses them first: a bad value is logged as an error (at start-up
 mitmproxy's errorcheck then stops the proxy with that message; a later reload keeps the default),
 and an unknown `mimo_*` name — a typo — gets a warning instead of silence.
+
+A value that parses but that an addon's `configure` refuses (`--set mimo_keepalive=-1`, an unknown
+`mimo_rules`) is logged by mitmproxy's script loader with a Python traceback ahead of our message;
+`OneLineOptionErrors` makes that one line: the refusal is the user's input, not a bug.
 """
 
 from __future__ import annotations
@@ -20,8 +24,27 @@ log = logging.getLogger("mimo2codex")
 PREFIX = "mimo_"
 
 
+SCRIPT_LOGGER = "mitmproxy.addons.script"
+
+
+class OneLineOptionErrors(logging.Filter):
+    """An option refused while the script loads: "error in script PATH: REASON", no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, exceptions.OptionsError):
+            record.msg = f"{record.getMessage()}: {exc}"
+            record.args = ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
 class DeferredOptions:
     def load(self, loader) -> None:
+        script_log = logging.getLogger(SCRIPT_LOGGER)
+        # By name: a reload defines the class again, and two filters would do the work twice.
+        if not any(type(f).__name__ == OneLineOptionErrors.__name__ for f in script_log.filters):
+            script_log.addFilter(OneLineOptionErrors())
         options = loader.master.options
         for name, value in list(options.deferred.items()):
             if name not in options:

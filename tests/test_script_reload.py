@@ -107,6 +107,30 @@ def test_a_bad_set_value_stops_the_start_with_its_reason(tmp_path):
     assert proxy is None or rc != 0
 
 
+@pytest.mark.parametrize("value, reason", [
+    ("mimo_keepalive=-1", "mimo_keepalive must be >= 0"),
+    ("mimo_routes=no-such-provider", "no such rules file or provider"),
+])
+def test_a_refused_set_value_stops_the_start_in_one_line(tmp_path, value, reason):
+    # The value parses, but our configure refuses it: mitmproxy's script loader logged a traceback
+    # ahead of the reason, as for a bug in the script.
+    log_path = tmp_path / "px.log"
+    try:
+        proxy = proxyproc.start("http://127.0.0.1:9/v1", sets=(value,), log_path=log_path)
+    except RuntimeError:
+        proxy = None
+    if proxy is not None:
+        proxy.proc.wait(20)
+        rc = proxy.proc.returncode
+        proxy.stop()
+    log = log_path.read_text(errors="replace")
+    line = next((x for x in log.splitlines() if "error in script" in x), log)
+    assert reason in line, log
+    # Not "Traceback" at large: a probe connection at shutdown makes mitmproxy 12's asyncio log one of its own.
+    assert "OptionsError" not in log and 'File "' not in log.split("error in script", 1)[0], log
+    assert proxy is None or rc != 0
+
+
 def test_a_misspelt_mimo_option_is_named_and_the_translator_still_loads(tmp_path):
     with FakeMimo(keys=("sk-test",)).start() as fake:
         with proxyproc.start(fake.base_url, sets=("mimo_keepalvie=2", "mimo_upstream_timeout=30"),
