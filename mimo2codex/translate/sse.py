@@ -93,6 +93,8 @@ class SSEParser:
         for line in lines:
             if line[:6] == b"data: ":
                 data.append(line[6:])
+            elif line[:5] == b"data:":  # other providers write no space: not worth the general field split
+                data.append(line[5:])
             elif not line:
                 if data:
                     out.append((self._event, data[0] if len(data) == 1 else b"\n".join(data)))
@@ -183,23 +185,24 @@ class DeltaTemplate:
     a full json.dumps per token.
     """
 
-    __slots__ = ("_tmpl",)
+    __slots__ = ("_tmpl", "_piece")
 
     def __init__(self, etype: str, before: dict, key: str = "delta", after: dict | None = None) -> None:
         head = dumps(before)[1:-1].replace(b"%", b"%%")
         tail = dumps(after)[1:-1].replace(b"%", b"%%") if after else b""
-        self._tmpl = (
-            b"event: " + etype.encode() + b'\ndata: {"type":' + dump_str(etype) + b',"sequence_number":%d'
-            + (b"," + head if head else b"") + b',"' + key.encode() + b'":%b'
-            + (b"," + tail if tail else b"") + b"}\n\n"
-        )
+        start = (b"event: " + etype.encode() + b'\ndata: {"type":' + dump_str(etype) + b',"sequence_number":%d'
+                 + (b"," + head if head else b"") + b',"' + key.encode() + b'":')
+        end = (b"," + tail if tail else b"") + b"}\n\n"
+        self._tmpl = start + b"%b" + end
+        self._piece = start + b'"%b"' + end
 
     def render(self, seq: int, text: str) -> bytes:
         return self._tmpl % (seq, dump_str(text))
 
-    def render_literal(self, seq: int, literal: bytes) -> bytes:
-        """The same with the delta already a JSON string literal, quotes included (copied as is)."""
-        return self._tmpl % (seq, literal)
+    def render_piece(self, seq: int, piece: bytes) -> bytes:
+        """The same for a delta whose UTF-8 needs no escape (no quote, backslash or control
+        character), copied as is between the quotes."""
+        return self._piece % (seq, piece)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -88,5 +88,5 @@ class LearntTemplate:
             if lead in (b"data: ", b"data:"):  # the read was this one frame: next time skip the parser too
                 self._same = (kind, lead + head, tail + b"\n\n", len(lead) + len(head) + len(tail) + 2)
         if kind == "message" or self._show:
-            self._out.append(self._tmpl.render_literal(self._next(), b'"' + piece + b'"'))  # type: ignore[union-attr]
+            self._out.append(self._tmpl.render_piece(self._next(), piece))  # type: ignore[union-attr]
         return True
