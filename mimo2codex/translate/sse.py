@@ -28,31 +28,48 @@ class SSEParser:
     byte. The data of `[DONE]` is returned like any other (compare with DONE).
     """
 
-    __slots__ = ("_buf", "_data", "_event", "_cr")
+    __slots__ = ("_buf", "_data", "_event", "_cr", "idle")
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._data: list[bytes] = []
         self._event: str | None = None
         self._cr = False  # the previous feed ended on "\r": a "\n" opening this one belongs to it
+        # True between frames, nothing half-read waiting for more bytes. An attribute, not a method:
+        # the stream's fast path asks once per upstream chunk.
+        self.idle = True
 
     def feed(self, data: bytes) -> list[tuple[str | None, bytes]]:
         if not data:
             return []
+        head = self._buf  # never holds a line end: the start of a line the last read cut
         if (
-            data[:5] == b"data:"
-            and data[-2:] == b"\n\n"
-            and not self._buf
+            (head[:5] if head else data[:5]) == b"data:"
             and not self._data
             and not self._cr
             and self._event is None
             and b"\r" not in data
         ):
-            # The usual read: whole `data: ...` (or `data:...`, as some providers write it) frames and nothing else.
-            lead = 6 if data[5:6] == b" " else 5
-            frames = data[lead:-2].split(b"\n\n" + data[:lead])
-            if (b"\n" not in data[lead:-2] or not any(b"\n" in f for f in frames)) and (lead == 6 or not any(f[:1] == b" " for f in frames)):
-                return [(None, f) for f in frames]
+            # The usual reads: whole `data: ...` (or `data:...`, as some providers write it) frames, or
+            # (frames split across reads) the end of the line the last read left half, whole frames and
+            # the start of the next line. The whole frames are split at once, the rest is kept.
+            end = data.rfind(b"\n\n") + 2
+            if end > 1 and data.find(b"\n", end) < 0:
+                block = bytes(head) + data[:end] if head else data[:end] if end < len(data) else data
+                lead = 6 if block[5:6] == b" " else 5
+                body = block[lead:-2]
+                frames = body.split(b"\n\n" + block[:lead])
+                if ((b"\n" not in body or not any(b"\n" in f for f in frames))
+                        and (lead == 6 or not any(f[:1] == b" " for f in frames))):
+                    if head or end < len(data):
+                        self._buf = bytearray(data[end:])
+                        self.idle = end == len(data)
+                    return [(None, f) for f in frames]
+        out = self._feed_lines(data)
+        self.idle = not self._buf and not self._data and not self._cr and self._event is None
+        return out
+
+    def _feed_lines(self, data: bytes) -> list[tuple[str | None, bytes]]:
         if self._cr:
             self._cr = False
             if data[:1] == b"\n":
@@ -75,16 +92,13 @@ class SSEParser:
                 self._buf += data[end + 1 :]
         return self._lines(block.split(b"\n")[:-1])
 
-    def idle(self) -> bool:
-        """True between frames: nothing half-read is waiting for more bytes."""
-        return not self._buf and not self._data and not self._cr and self._event is None
-
     def close(self) -> list[tuple[str | None, bytes]]:
         """End of input: an unterminated last line and a frame without its blank line still count."""
         lines = [bytes(self._buf)] if self._buf else []
         self._buf = bytearray()
         self._cr = False
         lines.append(b"")
+        self.idle = True  # the blank line appended ends any frame
         return self._lines(lines)
 
     def _lines(self, lines: list[bytes]) -> list[tuple[str | None, bytes]]:

@@ -104,7 +104,6 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
 
         self._show = bool(turn.show_reasoning)
         self._parser = SSEParser()
-        self._idle = True  # self._parser.idle() as of its last feed: only feed() changes it mid-stream
         self._seq = 0
         self._out: list[bytes] = []
         self._started = False
@@ -140,7 +139,7 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
             return b""
         same = self._same
         if (same is not None and len(data) > same[3] and data.startswith(same[1]) and data.endswith(same[2])
-                and self._open == same[0] and not self._calls and self._idle):
+                and self._open == same[0] and not self._calls and self._parser.idle):
             # The read is one frame like the last plain one, only the piece differs (the usual case).
             piece = data[len(same[1]) : len(data) - len(same[2])]
             if _SPECIAL.search(piece) is None:
@@ -158,16 +157,14 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
         try:
             if not self._started:
                 self._start()
-            if self._fast and self._parser.idle():
+            if self._fast and self._parser.idle:
                 taken = self._plain(data)
                 if taken:
                     if taken == len(data):
                         return out[0] if len(out) == 1 else b"".join(out)
                     data = data[taken:]
-            idle = self._parser.idle()
-            events = self._parser.feed(data)
-            self._idle = self._parser.idle()
-            for name, payload in events:
+            idle = self._parser.idle
+            for name, payload in self._parser.feed(data):
                 if payload[:1] == b"{" and name is None:
                     learned = self._learned
                     if (learned is not None and len(payload) > learned[3] and payload.startswith(learned[1])
