@@ -138,7 +138,8 @@ class Relay:
         ticket = pysecrets.token_urlsafe(24)
         STATE.tickets[ticket] = Ticket(req.url, route.rules, bool(flow.metadata.get(META + "stream")), flow, credential)
         flow.metadata[META + "upstream_url"] = req.url
-        req.url = f"http://127.0.0.1:{STATE.port}{req.path}"
+        # Not `req.url = ...`: its URL parse costs some 30 µs per request; the path stays as it is.
+        req.scheme, req.host, req.port = "http", "127.0.0.1", STATE.port
         req.headers["host"] = f"127.0.0.1:{STATE.port}"
         req.headers[TICKET_HEADER] = ticket
 
