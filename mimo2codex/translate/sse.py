@@ -10,11 +10,13 @@ are filled in (see mitmproxy-notes §10 for the budget).
 
 from __future__ import annotations
 
+import itertools
 import json
 from json.encoder import encode_basestring
 from typing import Any, Iterator
 
 DONE = b"[DONE]"
+_NONE = itertools.repeat(None)  # the event name of frames without an `event:` line
 
 # ----------------------------------------------------------------------------------------------
 # Parsing
@@ -59,12 +61,13 @@ class SSEParser:
                 lead = 6 if block[5:6] == b" " else 5
                 body = block[lead:-2]
                 frames = body.split(b"\n\n" + block[:lead])
-                if ((b"\n" not in body or not any(b"\n" in f for f in frames))
-                        and (lead == 6 or not any(f[:1] == b" " for f in frames))):
+                # Each frame one line (no line end but the separators), all written alike (with the
+                # space or all without): checked in C, no Python loop over the frames.
+                if body.count(b"\n") == 2 * len(frames) - 2 and (lead == 6 or b"\n\ndata: " not in block):
                     if head or end < len(data):
                         self._buf = bytearray(data[end:])
                         self.idle = end == len(data)
-                    return [(None, f) for f in frames]
+                    return list(zip(_NONE, frames))
         out = self._feed_lines(data)
         self.idle = not self._buf and not self._data and not self._cr and self._event is None
         return out
