@@ -55,8 +55,13 @@ class SSEParser:
             # The usual reads: whole `data: ...` (or `data:...`, as some providers write it) frames, or
             # (frames split across reads) the end of the line the last read left half, whole frames and
             # the start of the next line. The whole frames are split at once, the rest is kept.
-            end = data.rfind(b"\n\n") + 2
-            if end > 1 and data.find(b"\n", end) < 0:
+            if not head and data[-2:] == b"\n\n":  # whole frames only: the usual read of a MiMo stream
+                end = len(data)
+            else:
+                end = data.rfind(b"\n\n") + 2
+                if end < 2 or data.find(b"\n", end) >= 0:  # no blank line, or a line end after the last: the general way
+                    end = 0
+            if end:
                 block = bytes(head) + data[:end] if head else data[:end] if end < len(data) else data
                 lead = 6 if block[5:6] == b" " else 5
                 body = block[lead:-2]
