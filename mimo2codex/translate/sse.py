@@ -44,40 +44,23 @@ class SSEParser:
     def feed(self, data: bytes) -> list[tuple[str | None, bytes]]:
         if not data:
             return []
-        head = self._buf  # never holds a line end: the start of a line the last read cut
         if (
-            (head[:5] if head else data[:5]) == b"data:"
+            data[:5] == b"data:"
+            and data[-2:] == b"\n\n"
+            and not self._buf
             and not self._data
             and not self._cr
             and self._event is None
             and b"\r" not in data
         ):
-            # The usual reads: whole `data: ...` (or `data:...`, as some providers write it) frames, or
-            # (frames split across reads) the end of the line the last read left half, whole frames and
-            # the start of the next line. The whole frames are split at once, the rest is kept.
-            if not head and data[-2:] == b"\n\n":  # whole frames only: the usual read of a MiMo stream
-                end = len(data)
-            else:
-                end = data.rfind(b"\n\n") + 2
-                if end < 2 or data.find(b"\n", end) >= 0:  # no blank line, or a line end after the last: the general way
-                    end = 0
-            if end:
-                block = bytes(head) + data[:end] if head else data[:end] if end < len(data) else data
-                lead = 6 if block[5:6] == b" " else 5
-                body = block[lead:-2]
-                frames = body.split(b"\n\n" + block[:lead])
-                # Each frame one line (no line end but the separators), all written alike (with the
-                # space or all without): checked in C, no Python loop over the frames.
-                if body.count(b"\n") == 2 * len(frames) - 2 and (lead == 6 or b"\n\ndata: " not in block):
-                    if head or end < len(data):
-                        self._buf = bytearray(data[end:])
-                        self.idle = end == len(data)
-                    return list(zip(_NONE, frames))
-        out = self._feed_lines(data)
-        self.idle = not self._buf and not self._data and not self._cr and self._event is None
-        return out
-
-    def _feed_lines(self, data: bytes) -> list[tuple[str | None, bytes]]:
+            # The usual read: whole `data: ...` (or `data:...`, as some providers write it) frames and nothing else.
+            lead = 6 if data[5:6] == b" " else 5
+            body = data[lead:-2]
+            frames = body.split(b"\n\n" + data[:lead])
+            # Each frame one line (no line end but the separators), all written alike (with the space
+            # or all without): checked in C, no Python loop over the frames.
+            if body.count(b"\n") == 2 * len(frames) - 2 and (lead == 6 or b"\n\ndata: " not in data):
+                return list(zip(_NONE, frames))  # idle before, idle after
         if self._cr:
             self._cr = False
             if data[:1] == b"\n":
@@ -89,16 +72,19 @@ class SSEParser:
         end = data.rfind(b"\n")
         if end < 0:
             self._buf += data
-            return []
-        if self._buf:
-            self._buf += data[: end + 1]
-            block = bytes(self._buf)
-            self._buf = bytearray(data[end + 1 :])
+            out = []
         else:
-            block = data[: end + 1]
-            if end + 1 < len(data):
-                self._buf += data[end + 1 :]
-        return self._lines(block.split(b"\n")[:-1])
+            if self._buf:
+                self._buf += data[: end + 1]
+                block = bytes(self._buf)
+                self._buf = bytearray(data[end + 1 :])
+            else:
+                block = data[: end + 1]
+                if end + 1 < len(data):
+                    self._buf += data[end + 1 :]
+            out = self._lines(block.split(b"\n")[:-1])
+        self.idle = not self._buf and not self._data and not self._cr and self._event is None
+        return out
 
     def close(self) -> list[tuple[str | None, bytes]]:
         """End of input: an unterminated last line and a frame without its blank line still count."""
