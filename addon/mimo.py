@@ -292,8 +292,8 @@ class MimoTranslate:
         secrets.redact_headers(flow.request.headers)
         tee = self.tees.pop(flow.id, None)
         if tee is not None and tee.sm.done:  # not done: an empty body mitmproxy never streamed, answered below
-            raw = flow.response.content = tee.upstream_bytes()  # what the provider sent, for flow files and replays
-            self.annotate(flow, tee.sm, raw, tee.client_bytes())
+            flow.response.content = tee.upstream_bytes()  # what the provider sent, for flow files and replays
+            self.annotate(flow, tee.sm, None, tee.client_bytes())
             tee.out = []  # in the metadata now: one copy less per finished flow while its connection stays open
             return
         resp = flow.response
@@ -327,14 +327,19 @@ class MimoTranslate:
         raw = tee.upstream_bytes()
         if flow.response is not None:
             flow.response.content = raw
+            raw = None  # the content holds it
         tail = tee.sm.fail("server_error", f"upstream connection lost mid-stream: {msg}")
         tee.out.append(tail)
         if tail and "client disconnected" not in msg.lower():
             write_to_client(flow, tail)
         self.annotate(flow, tee.sm, raw, tee.client_bytes())
 
-    def annotate(self, flow: http.HTTPFlow, sm: ResponsesStream, upstream_body: bytes, client_body: bytes) -> None:
-        flow.metadata[META + "upstream_body"] = upstream_body.decode("utf-8", "replace")
+    def annotate(self, flow: http.HTTPFlow, sm: ResponsesStream, upstream_body: bytes | None, client_body: bytes) -> None:
+        """Both sides and the outcome into the flow. `upstream_body` None: the response's content is
+        the provider's answer (a streamed flow), and a decoded copy of it per flow set the RSS peak
+        under many streams; flow files, views and the recorder read the content then."""
+        if upstream_body is not None:
+            flow.metadata[META + "upstream_body"] = upstream_body.decode("utf-8", "replace")
         flow.metadata[META + "client_body"] = client_body.decode("utf-8", "replace")
         flow.metadata[META + "response"] = json.dumps(sm.response, ensure_ascii=False)
         s = sm.summary

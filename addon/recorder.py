@@ -114,7 +114,9 @@ class Recorder:
         self.inflight.pop(flow.id, None)
         if _translated(flow) and flow.metadata.get(META + "retries") and not flow.metadata.get(META + "error"):
             # A retry succeeded: the recorded body is the good answer, not the first attempt's error.
-            body = flow.metadata.get(META + "upstream_body") or ""
+            body = flow.metadata.get(META + "upstream_body")
+            if body is None:  # streamed: the content is the provider's answer (addon/mimo.py annotate)
+                body = (flow.response.get_content(strict=False) or b"")[:256].decode("utf-8", "replace") if flow.response else ""
             flow.metadata[META + "upstream_status"] = 200
             flow.metadata[META + "upstream_content_type"] = (
                 "text/event-stream" if body.lstrip().startswith(("data:", "event:", ":")) else "application/json")
@@ -139,8 +141,7 @@ class Recorder:
                 secrets.redact_headers(flow.response.headers)
                 tee = flow.response.stream
                 if callable(getattr(tee, "upstream_bytes", None)):  # the translator's Tee
-                    raw = flow.response.content = tee.upstream_bytes()
-                    flow.metadata[META + "upstream_body"] = raw.decode("utf-8", "replace")
+                    flow.response.content = tee.upstream_bytes()
                     flow.metadata[META + "client_body"] = tee.client_bytes().decode("utf-8", "replace")
             if _translated(flow):
                 flow.metadata.setdefault(META + "error", "still in flight when the proxy stopped")

@@ -138,7 +138,8 @@ class Relay:
         ticket = pysecrets.token_urlsafe(24)
         STATE.tickets[ticket] = Ticket(req.url, route.rules, bool(flow.metadata.get(META + "stream")), flow, credential)
         flow.metadata[META + "upstream_url"] = req.url
-        req.url = f"http://127.0.0.1:{STATE.port}{req.path}"
+        # Not `req.url = ...`: its URL parse costs some 30 µs per request; the path stays as it is.
+        req.scheme, req.host, req.port = "http", "127.0.0.1", STATE.port
         req.headers["host"] = f"127.0.0.1:{STATE.port}"
         req.headers[TICKET_HEADER] = ticket
 
@@ -281,9 +282,14 @@ async def _relay(t: Ticket, headers: list[tuple[str, str]], body: bytes, writer:
                 t.opened = True
                 writer.write(first)  # with the head, if it is not out yet: one send
                 await writer.drain()
+                # drain() only waits while the transport is paused (its buffer above the high-water
+                # mark) or closing; asking the transport directly saves a coroutine chain per read.
+                transport = writer.transport
+                high = transport.get_write_buffer_limits()[1]
                 async for data in body_in:
                     writer.write(data)
-                    await writer.drain()
+                    if transport.get_write_buffer_size() > high or transport.is_closing():
+                        await writer.drain()
                 return
             err = b"".join([d async for d in up.body()])
         finally:

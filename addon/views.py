@@ -88,7 +88,7 @@ def render_response(data: bytes, flow: Any) -> str:
     provider = m.get(META + "provider", "provider")
     lines = header_lines(flow)
     upstream = m.get(META + "upstream_body")
-    if upstream is None and data and META + "client_body" not in m:
+    if upstream is None and data:  # a streamed flow's content is the provider's answer (addon/mimo.py annotate)
         upstream = data
     status = m.get(META + "upstream_status", "")
     if upstream is not None:

@@ -79,12 +79,12 @@ class Upstream:
         self.proc.wait(10)
 
 
-def start_plain(upstream: Upstream, script: str | None = "passthrough.py") -> proxyproc.Proxy:
+def start_plain(upstream: Upstream, script: str | None = "passthrough.py", prefix: tuple[str, ...] = ()) -> proxyproc.Proxy:
     port = proxyproc.free_port()
-    argv = [PY, "-c", proxyproc.MITMDUMP, "--mode", f"reverse:http://127.0.0.1:{upstream.port}@127.0.0.1:{port}",
+    argv = [*prefix, PY, "-c", proxyproc.MITMDUMP, "--mode", f"reverse:http://127.0.0.1:{upstream.port}@127.0.0.1:{port}",
             "--set", "connection_strategy=lazy", "--set", f"confdir={proxyproc.CONFDIR}", "--set", "flow_detail=0"]
     if script:
-        argv[3:3] = ["-s", str(ROOT / "bench" / script)]
+        argv[len(prefix) + 3:len(prefix) + 3] = ["-s", str(ROOT / "bench" / script)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     p = proxyproc.Proxy(proc, port)
@@ -92,8 +92,8 @@ def start_plain(upstream: Upstream, script: str | None = "passthrough.py") -> pr
     return p
 
 
-def start_m2c(upstream: Upstream) -> proxyproc.Proxy:
-    return proxyproc.start(upstream.base_url, key=KEY, sets=("flow_detail=0", "mimo_stats=true"))
+def start_m2c(upstream: Upstream, prefix: tuple[str, ...] = ()) -> proxyproc.Proxy:
+    return proxyproc.start(upstream.base_url, key=KEY, sets=("flow_detail=0", "mimo_stats=true"), prefix=prefix)
 
 
 def start_peer(cmd: str, upstream: Upstream) -> proxyproc.Proxy:

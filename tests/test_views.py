@@ -131,6 +131,14 @@ def test_translated_flow_gets_the_mimo2codex_view_on_both_tabs(tctx):
     assert "final Response" in text and 'function_call exec_command (call_1) {"cmd":"ls"}' in text
 
 
+def test_a_streamed_flow_shows_the_provider_side_from_its_content(tctx):
+    f = translated_flow()
+    del f.metadata["m2c.upstream_body"]  # what addon/mimo.py stores for a streamed answer: the content is the provider's
+    _, text = render(f.response, f)
+    assert "mimo → proxy: Chat stream, 8 events, HTTP 200" in text and "tool_call.arguments [0] ×2" in text
+    assert "proxy → Codex: Responses stream" in text and "response.completed" in text
+
+
 def test_failed_turn_is_marked_in_the_view(tctx):
     f = translated_flow()
     f.marked = ":x:"

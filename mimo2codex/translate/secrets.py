@@ -41,8 +41,11 @@ def scrub(text: str, *secrets: str | None) -> str:
 
 def redact_headers(headers) -> None:
     """Replace secret header values in place (a dict or a mitmproxy Headers object)."""
+    # One pass over the names: `in` on mitmproxy's Headers walks every field, and this runs
+    # several times per flow for seven names.
+    present = set(headers) if isinstance(headers, dict) else {k.decode("latin-1").lower() for k, _ in headers.fields}
     for name in SECRET_HEADERS:
-        if name in headers:
+        if name in present:
             headers[name] = REDACTED
 
 

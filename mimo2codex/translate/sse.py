@@ -10,11 +10,13 @@ are filled in (see mitmproxy-notes §10 for the budget).
 
 from __future__ import annotations
 
+import itertools
 import json
 from json.encoder import encode_basestring
 from typing import Any, Iterator
 
 DONE = b"[DONE]"
+_NONE = itertools.repeat(None)  # the event name of frames without an `event:` line
 
 # ----------------------------------------------------------------------------------------------
 # Parsing
@@ -28,13 +30,16 @@ class SSEParser:
     byte. The data of `[DONE]` is returned like any other (compare with DONE).
     """
 
-    __slots__ = ("_buf", "_data", "_event", "_cr")
+    __slots__ = ("_buf", "_data", "_event", "_cr", "idle")
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._data: list[bytes] = []
         self._event: str | None = None
         self._cr = False  # the previous feed ended on "\r": a "\n" opening this one belongs to it
+        # True between frames, nothing half-read waiting for more bytes. An attribute, not a method:
+        # the stream's fast path asks once per upstream chunk.
+        self.idle = True
 
     def feed(self, data: bytes) -> list[tuple[str | None, bytes]]:
         if not data:
@@ -50,9 +55,12 @@ class SSEParser:
         ):
             # The usual read: whole `data: ...` (or `data:...`, as some providers write it) frames and nothing else.
             lead = 6 if data[5:6] == b" " else 5
-            frames = data[lead:-2].split(b"\n\n" + data[:lead])
-            if (b"\n" not in data[lead:-2] or not any(b"\n" in f for f in frames)) and (lead == 6 or not any(f[:1] == b" " for f in frames)):
-                return [(None, f) for f in frames]
+            body = data[lead:-2]
+            frames = body.split(b"\n\n" + data[:lead])
+            # Each frame one line (no line end but the separators), all written alike (with the space
+            # or all without): checked in C, no Python loop over the frames.
+            if body.count(b"\n") == 2 * len(frames) - 2 and (lead == 6 or b"\n\ndata: " not in data):
+                return list(zip(_NONE, frames))  # idle before, idle after
         if self._cr:
             self._cr = False
             if data[:1] == b"\n":
@@ -64,20 +72,19 @@ class SSEParser:
         end = data.rfind(b"\n")
         if end < 0:
             self._buf += data
-            return []
-        if self._buf:
-            self._buf += data[: end + 1]
-            block = bytes(self._buf)
-            self._buf = bytearray(data[end + 1 :])
+            out = []
         else:
-            block = data[: end + 1]
-            if end + 1 < len(data):
-                self._buf += data[end + 1 :]
-        return self._lines(block.split(b"\n")[:-1])
-
-    def idle(self) -> bool:
-        """True between frames: nothing half-read is waiting for more bytes."""
-        return not self._buf and not self._data and not self._cr and self._event is None
+            if self._buf:
+                self._buf += data[: end + 1]
+                block = bytes(self._buf)
+                self._buf = bytearray(data[end + 1 :])
+            else:
+                block = data[: end + 1]
+                if end + 1 < len(data):
+                    self._buf += data[end + 1 :]
+            out = self._lines(block.split(b"\n")[:-1])
+        self.idle = not self._buf and not self._data and not self._cr and self._event is None
+        return out
 
     def close(self) -> list[tuple[str | None, bytes]]:
         """End of input: an unterminated last line and a frame without its blank line still count."""
@@ -85,6 +92,7 @@ class SSEParser:
         self._buf = bytearray()
         self._cr = False
         lines.append(b"")
+        self.idle = True  # the blank line appended ends any frame
         return self._lines(lines)
 
     def _lines(self, lines: list[bytes]) -> list[tuple[str | None, bytes]]:
@@ -93,6 +101,8 @@ class SSEParser:
         for line in lines:
             if line[:6] == b"data: ":
                 data.append(line[6:])
+            elif line[:5] == b"data:":  # other providers write no space: not worth the general field split
+                data.append(line[5:])
             elif not line:
                 if data:
                     out.append((self._event, data[0] if len(data) == 1 else b"\n".join(data)))
@@ -183,23 +193,24 @@ class DeltaTemplate:
     a full json.dumps per token.
     """
 
-    __slots__ = ("_tmpl",)
+    __slots__ = ("_tmpl", "_piece")
 
     def __init__(self, etype: str, before: dict, key: str = "delta", after: dict | None = None) -> None:
         head = dumps(before)[1:-1].replace(b"%", b"%%")
         tail = dumps(after)[1:-1].replace(b"%", b"%%") if after else b""
-        self._tmpl = (
-            b"event: " + etype.encode() + b'\ndata: {"type":' + dump_str(etype) + b',"sequence_number":%d'
-            + (b"," + head if head else b"") + b',"' + key.encode() + b'":%b'
-            + (b"," + tail if tail else b"") + b"}\n\n"
-        )
+        start = (b"event: " + etype.encode() + b'\ndata: {"type":' + dump_str(etype) + b',"sequence_number":%d'
+                 + (b"," + head if head else b"") + b',"' + key.encode() + b'":')
+        end = (b"," + tail if tail else b"") + b"}\n\n"
+        self._tmpl = start + b"%b" + end
+        self._piece = start + b'"%b"' + end
 
     def render(self, seq: int, text: str) -> bytes:
         return self._tmpl % (seq, dump_str(text))
 
-    def render_literal(self, seq: int, literal: bytes) -> bytes:
-        """The same with the delta already a JSON string literal, quotes included (copied as is)."""
-        return self._tmpl % (seq, literal)
+    def render_piece(self, seq: int, piece: bytes) -> bytes:
+        """The same for a delta whose UTF-8 needs no escape (no quote, backslash or control
+        character), copied as is between the quotes."""
+        return self._piece % (seq, piece)
 
 
 # ----------------------------------------------------------------------------------------------

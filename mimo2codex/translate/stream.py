@@ -139,7 +139,7 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
             return b""
         same = self._same
         if (same is not None and len(data) > same[3] and data.startswith(same[1]) and data.endswith(same[2])
-                and self._open == same[0] and not self._calls and self._parser.idle()):
+                and self._open == same[0] and not self._calls and self._parser.idle):
             # The read is one frame like the last plain one, only the piece differs (the usual case).
             piece = data[len(same[1]) : len(data) - len(same[2])]
             if _SPECIAL.search(piece) is None:
@@ -150,18 +150,20 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
                 else:
                     if same[0] == "reasoning" and not self._show:
                         return b""
-                    return self._tmpl.render_literal(self._next(), b'"' + piece + b'"')  # type: ignore[union-attr]
+                    seq = self._seq  # self._next(), one call less on the hottest line
+                    self._seq = seq + 1
+                    return self._tmpl.render_piece(seq, piece)  # type: ignore[union-attr]
         out = self._out = []
         try:
             if not self._started:
                 self._start()
-            if self._fast and self._parser.idle():
+            if self._fast and self._parser.idle:
                 taken = self._plain(data)
                 if taken:
                     if taken == len(data):
                         return out[0] if len(out) == 1 else b"".join(out)
                     data = data[taken:]
-            idle = self._parser.idle()
+            idle = self._parser.idle
             for name, payload in self._parser.feed(data):
                 if payload[:1] == b"{" and name is None:
                     learned = self._learned
@@ -225,20 +227,16 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
                 if self._open != kind:
                     break  # opening an item: the general path
                 try:
-                    if _SPECIAL.search(piece) is None:
-                        text = piece.decode()
-                        literal = b'"' + piece + b'"'
-                    else:
-                        text = json.loads(b'"' + piece + b'"')
-                        literal = None
+                    plain = _SPECIAL.search(piece) is None
+                    text = piece.decode() if plain else json.loads(b'"' + piece + b'"')
                 except ValueError:
                     break  # bad UTF-8, escape or quote: the general path warns about it
                 self._parts.append(text)
-                if pos == 0 and stop == end and literal:
+                if pos == 0 and stop == end and plain:
                     self._same = (kind, data[:start], data[close:], start + end - close)
                 if kind == "message" or self._show:
                     tmpl = self._tmpl
-                    self._out.append(tmpl.render_literal(self._next(), literal) if literal else tmpl.render(self._next(), text))  # type: ignore[union-attr]
+                    self._out.append(tmpl.render_piece(self._next(), piece) if plain else tmpl.render(self._next(), text))  # type: ignore[union-attr]
             pos = stop
         return pos
 

@@ -88,5 +88,7 @@ class LearntTemplate:
             if lead in (b"data: ", b"data:"):  # the read was this one frame: next time skip the parser too
                 self._same = (kind, lead + head, tail + b"\n\n", len(lead) + len(head) + len(tail) + 2)
         if kind == "message" or self._show:
-            self._out.append(self._tmpl.render_literal(self._next(), b'"' + piece + b'"'))  # type: ignore[union-attr]
+            seq = self._seq  # self._next() inline: once per event of such a stream
+            self._seq = seq + 1
+            self._out.append(self._tmpl.render_piece(seq, piece))  # type: ignore[union-attr]
         return True
