@@ -213,7 +213,7 @@ class MimoTranslate:
     def translate_request(self, flow: http.HTTPFlow) -> None:
         raw = flow.request.get_content(strict=False) or b""
         try:
-            body = json.loads(raw)
+            body, literals = request.loads(raw)  # json.loads, noting where the long strings were written
         except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
             self.reply_error(flow, errors.client_error(f"request body is not valid JSON: {e}"))
             return
@@ -244,8 +244,11 @@ class MimoTranslate:
         flow.metadata[META + "model"] = turn.model
         flow.metadata[META + "stream"] = turn.stream
         flow.metadata[META + "provider"] = rules_.provider
-        payload = request.encode(chat)  # message by message: ~3 ms less per 4 MB, see request.encode
-        flow.metadata[META + "chat_request"] = payload.decode()
+        # The client's long strings copied, not escaped again: ~14 ms less per 4 MB (translate/request_json.py).
+        payload = request.encode(chat, literals)
+        # The Chat request is this request's body; the key only says the flow was translated (a decoded
+        # copy here cost 2 ms and the payload's size again per flow, in memory and in flow files).
+        flow.metadata[META + "chat_request"] = True
         req = flow.request
         connection = req.headers.get("connection")
         # Fresh headers: Codex's own (its bearer, session ids, turn metadata) are not the provider's business.

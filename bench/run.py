@@ -396,6 +396,11 @@ def codex_request(size: int, items: int | None = None) -> dict:
     return body
 
 
+def codex_bytes(body: dict) -> bytes:
+    """A request body as Codex writes it (serde_json: compact, non-ASCII as raw UTF-8)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def addon_request_ms(raw: bytes, repeat: int) -> float:
     """Median ms of the addon's request path (json.loads, to_chat, dumps, metadata) on `raw`."""
     from mitmproxy import http
@@ -434,8 +439,8 @@ def bench_request(targets: list[Target], sizes: list[tuple[int, int | None]], re
           + "   added by mimo2codex: ms, ms/MB" + "".join(f"; {t.name}" for t in rows if is_peer(t.name)))
     for size, items in sizes:
         body = codex_request(size, items)
-        raw = json.dumps(body).encode()
-        raw_marked = raw[:-1] + b', "metadata": {"m": "bench:tiny"}}'
+        raw = codex_bytes(body)
+        raw_marked = raw[:-1] + b',"metadata":{"m":"bench:tiny"}}'
         ms, ms_med = addon_request_ms(raw, repeat)
         chat, _ = request_mod.to_chat(body, r)
         # What plain mitmdump carries is what mimo2codex sends upstream: the same upload on the last hop.
@@ -481,8 +486,13 @@ def bench_profile(chunks: int, size: int, framing: str = "mimo") -> None:
             best = min(best, time.perf_counter() - t0)
         print(f"  stream{label}: {best / chunks * 1e6:.2f} µs per event ({len(pieces)} HTTP chunks) without the profiler "
               "(best of 5, out of the proxy)")
-    raw = json.dumps(body).encode()
-    for name, fn in (("stream", stream_run), ("request", lambda: request_mod.encode(request_mod.to_chat(json.loads(raw), r)[0]))):
+    raw = codex_bytes(body)
+
+    def request_run() -> None:
+        parsed, literals = request_mod.loads(raw)
+        request_mod.encode(request_mod.to_chat(parsed, r)[0], literals)
+
+    for name, fn in (("stream", stream_run), ("request", request_run)):
         prof = cProfile.Profile()
         prof.runcall(fn)
         s = io.StringIO()
