@@ -32,7 +32,7 @@ def read_flows(path: str | Path) -> list[http.HTTPFlow]:
 
 
 def _json(text: Any) -> Any:
-    if not isinstance(text, str):
+    if not isinstance(text, (str, bytes)):  # m2c.responses_request: bytes since 2026-12-04, text before
         return None
     try:
         return json.loads(text)

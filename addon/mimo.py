@@ -239,8 +239,9 @@ class MimoTranslate:
             msg = f"no upstream API key for {rules_.name}: set {route.key_env} (or pass --api-key to launch.py) and restart mimo2codex"
             self.reply_error(flow, errors.client_error(msg, code="invalid_prompt", status=401), turn)
             return
-        # The client's own text, not a re-serialisation: ~17 ms less per 4 MB request (bench/README.md).
-        flow.metadata[META + "responses_request"] = raw.decode(json.detect_encoding(raw), "replace")
+        # The client's own bytes: not a re-serialisation (~17 ms per 4 MB), not even a decoded copy (1.5 ms,
+        # and twice the size once one character of the body is outside Latin-1).
+        flow.metadata[META + "responses_request"] = raw
         flow.metadata[META + "model"] = turn.model
         flow.metadata[META + "stream"] = turn.stream
         flow.metadata[META + "provider"] = rules_.provider

@@ -129,7 +129,8 @@ def translated_flow() -> http.HTTPFlow:
     f = tflow.tflow(req=tutils.treq(method=b"POST", path=b"/v1/chat/completions", content=b'{"model":"m"}',
                                     headers=http.Headers(host="api.example.test", api_key=KEY,
                                                          authorization=f"Bearer {KEY}")))
-    f.metadata.update({"m2c.chat_request": '{"model":"m"}', "m2c.responses_request": '{"model":"m","input":"hi"}',
+    # As addon/mimo.py keeps them: the client's bytes (here holding the key, pasted by a user), the Chat request as the body.
+    f.metadata.update({"m2c.chat_request": True, "m2c.responses_request": b'{"model":"m","input":"key: %s"}' % KEY.encode(),
                        "m2c.model": "m"})
     return f
 
