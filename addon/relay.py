@@ -185,11 +185,12 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             if ticket is None:
                 _answer(writer, 403, b'{"error":{"message":"mimo2codex relay: unknown or used ticket"}}', close=True)
                 return
-            length = low.get("content-length") or "0"
-            if not length.isdigit() or int(length) > len(ticket.flow.request.raw_content or b""):
+            # mitmproxy sends the flow's body as it is (raw_content): the relay sends that very object on.
+            body = ticket.flow.request.raw_content or b""
+            if low.get("content-length", "0") != str(len(body)):
                 _answer(writer, 400, b'{"error":{"message":"mimo2codex relay: bad content-length"}}', close=True)
                 return
-            body = await reader.readexactly(int(length))
+            await _drop(reader, len(body))
             work = asyncio.create_task(_relay(ticket, headers, body, writer))
             gone = asyncio.create_task(reader.read(1))
             STATE.live[ticket.flow.id] = ticket
@@ -216,6 +217,15 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 return
     finally:
         writer.close()
+
+
+async def _drop(reader: asyncio.StreamReader, n: int) -> None:
+    """Reads n bytes without keeping them (readexactly gathered a 4 MB body into one more buffer)."""
+    while n:
+        data = await reader.read(min(n, 1 << 20))
+        if not data:
+            raise asyncio.IncompleteReadError(b"", n)
+        n -= len(data)
 
 
 def _answer(writer: asyncio.StreamWriter, status: int, body: bytes, ctype: str = "application/json",

@@ -273,3 +273,38 @@ def test_the_relay_refuses_a_request_without_a_ticket_before_reading_its_body():
     finally:
         loop.close()
 
+
+
+def test_a_ticket_whose_body_length_differs_from_the_flows_is_refused():
+    # The relay sends the provider the flow's own body (what mitmproxy sent it), never bytes of its
+    # choosing: an announced length that is not the flow's is refused before anything is read.
+    from mitmproxy.test import tflow, tutils
+
+    async def ask(length: bytes) -> bytes:
+        saved = relay.STATE.server, relay.STATE.port, relay.STATE.sock
+        relay.STATE.server = None
+        relay.Relay().running()
+        task = relay.STATE.server
+        flow = tflow.tflow(req=tutils.treq(content=b'{"model":"m"}'))
+        relay.STATE.tickets["t1"] = relay.Ticket("http://127.0.0.1:1/v1/chat/completions", None, True, flow)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.STATE.port)
+            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-m2c-ticket: t1\r\ncontent-length: "
+                         + length + b"\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            return answer
+        finally:
+            relay.STATE.tickets.pop("t1", None)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            relay.STATE.sock.close()
+            relay.STATE.server, relay.STATE.port, relay.STATE.sock = saved
+
+    loop = asyncio.new_event_loop()
+    try:
+        for length in (b"12", b"14", b"013", b"abc"):
+            answer = loop.run_until_complete(ask(length))
+            assert answer.startswith(b"HTTP/1.1 400") and b"bad content-length" in answer, answer
+    finally:
+        loop.close()
