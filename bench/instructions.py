@@ -2,7 +2,7 @@
 shared machine does not move, where bench/run.py's times and ratios do.
 
     .venv/3.11/bin/python bench/instructions.py          # about a minute
-    .venv/3.11/bin/python bench/instructions.py stream   # some cases only (stream, request)
+    .venv/3.11/bin/python bench/instructions.py stream   # some cases only (stream, request, hook)
 
 Each case runs twice under callgrind, doing its work 0 and N times after the same set-up and one
 warm-up repetition; the difference divided by N is the cost of one unit (one upstream event, one
@@ -29,8 +29,9 @@ EVENTS = 2000
 STREAM_CASES = {f"stream:{framing}:{'fast' if fast else 'general'}": (EVENTS, "event")
                 for framing in ("mimo", "other") for fast in (True, False)}
 SIZES = {"request:0.1MB/500 items": (100_000, 500), "request:1MB": (1_000_000, None), "request:4MB/500 items": (4_000_000, None),
-         "request:16MB": (16_000_000, None)}
-REQUEST_CASES = {case: (1, "request") for case in SIZES}
+         "request:16MB": (16_000_000, None), "hook:0.1MB/500 items": (100_000, 500), "hook:4MB/500 items": (4_000_000, None)}
+REQUEST_CASES = {case: (1, "request") for case in SIZES if case.startswith("request:")}
+HOOK_CASES = {case: (1, "request") for case in SIZES if case.startswith("hook:")}
 
 
 def setup(case: str, tmp: Path):
@@ -58,6 +59,11 @@ def setup(case: str, tmp: Path):
         return run
     path = tmp / (re.sub(r"\W", "_", case) + ".bin")
     raw = path.read_bytes()
+    if case.startswith("hook:"):  # the whole request hook of addon/mimo.py, in-process (taddons), on a fresh flow
+        from bench.run import request_hook
+
+        flow, hook = request_hook(raw).__enter__()  # left open: the child process ends with it
+        return lambda: hook(flow())
 
     # Older trees are kept countable: before request.encode the payload was dumped in one piece, before
     # request.loads the body was parsed by json.loads alone.
@@ -94,7 +100,7 @@ def count(case: str, reps: int, tmp: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("cases", nargs="*", default=["stream", "request"])
+    ap.add_argument("cases", nargs="*", default=["stream", "request", "hook"])
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--child")
     ap.add_argument("--tmp")
@@ -107,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from bench.run import codex_bytes, codex_request
 
-    cases = {**(STREAM_CASES if "stream" in args.cases else {}), **(REQUEST_CASES if "request" in args.cases else {})}
+    cases = {**(STREAM_CASES if "stream" in args.cases else {}), **(REQUEST_CASES if "request" in args.cases else {}),
+             **(HOOK_CASES if "hook" in args.cases else {})}
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
         for case, (size, items) in SIZES.items():

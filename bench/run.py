@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import io
 import json
@@ -401,8 +402,9 @@ def codex_bytes(body: dict) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def addon_request_ms(raw: bytes, repeat: int) -> float:
-    """Median ms of the addon's request path (json.loads, to_chat, dumps, metadata) on `raw`."""
+@contextlib.contextmanager
+def request_hook(raw: bytes):
+    """The addon's request hook in-process (taddons): yields (a fresh flow carrying `raw`, the hook)."""
     from mitmproxy import http
     from mitmproxy.proxy import mode_specs
     from mitmproxy.test import taddons, tflow, tutils
@@ -411,18 +413,33 @@ def addon_request_ms(raw: bytes, repeat: int) -> float:
 
     os.environ.setdefault("MIMO_API_KEY", KEY)
     addon = MimoTranslate()
-    times = []
+
+    def flow():
+        f = tflow.tflow(req=tutils.treq(method=b"POST", path=b"/v1/responses", content=raw,
+                                        headers=http.Headers(host="127.0.0.1:8788", content_type="application/json")))
+        f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:http://127.0.0.1:1")
+        return f
+
+    def hook(f) -> None:
+        addon.request(f)
+        assert f.response is None, f.response.content[:300]
+        addon.turns.clear()
+        addon.flow_routes.clear()
+
     with taddons.context(addon) as tctx:
         tctx.configure(addon, mimo_base_url="http://127.0.0.1:1/v1")
+        yield flow, hook
+
+
+def addon_request_ms(raw: bytes, repeat: int) -> tuple[float, float]:
+    """Best and median ms of the addon's request hook (parse, to_chat, encode, metadata) on `raw`."""
+    times = []
+    with request_hook(raw) as (flow, hook):
         for _ in range(repeat):
-            f = tflow.tflow(req=tutils.treq(method=b"POST", path=b"/v1/responses", content=raw,
-                                            headers=http.Headers(host="127.0.0.1:8788", content_type="application/json")))
-            f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:http://127.0.0.1:1")
+            f = flow()
             t0 = time.perf_counter()
-            addon.request(f)
+            hook(f)
             times.append(time.perf_counter() - t0)
-            assert f.response is None, f.response.content[:300]
-            addon.turns.clear()
     return min(times) * 1000, med(times) * 1000
 
 
