@@ -64,7 +64,7 @@ def loads(raw: bytes) -> tuple[Any, Literals]:
         return json.loads(raw), Literals()
     try:
         return _Walk(raw).run()
-    except Exception:  # noqa: BLE001 — invalid or unusual JSON: json.loads gives the verdict and its message
+    except Exception:  # invalid or unusual JSON: json.loads gives the verdict, and its message
         return json.loads(raw), Literals()
 
 
