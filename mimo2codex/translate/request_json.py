@@ -157,12 +157,9 @@ class _Walk:
             if text[idx] != ":":
                 raise ValueError("expected ':'")
             out[key], idx = child(key, _skip(text, idx + 1))
-            idx = _skip(text, idx)
-            if text[idx] == "}":
-                return out, idx + 1
-            if text[idx] != ",":
-                raise ValueError("expected ',' or '}'")
-            idx = _skip(text, idx + 1)
+            idx, done = _after(text, idx, "}")
+            if done:
+                return out, idx
 
     def array(self, idx: int, child: Callable[[int], tuple[Any, int]]) -> tuple[list, int]:
         text = self.text
@@ -173,12 +170,19 @@ class _Walk:
         while True:
             value, idx = child(idx)
             out.append(value)
-            idx = _skip(text, idx)
-            if text[idx] == "]":
-                return out, idx + 1
-            if text[idx] != ",":
-                raise ValueError("expected ',' or ']'")
-            idx = _skip(text, idx + 1)
+            idx, done = _after(text, idx, "]")
+            if done:
+                return out, idx
+
+
+def _after(text: str, idx: int, close: str) -> tuple[int, bool]:
+    """Past the `,` after a value (then at the next one), or past the container's `close` (done)."""
+    idx = _skip(text, idx)
+    if text[idx] == close:
+        return idx + 1, True
+    if text[idx] != ",":
+        raise ValueError(f"expected ',' or '{close}'")
+    return _skip(text, idx + 1), False
 
 
 def _skip(text: str, idx: int) -> int:
