@@ -32,7 +32,7 @@ def read_flows(path: str | Path) -> list[http.HTTPFlow]:
 
 
 def _json(text: Any) -> Any:
-    if not isinstance(text, str):
+    if not isinstance(text, (str, bytes)):  # m2c.responses_request: bytes since 2026-12-04, text before
         return None
     try:
         return json.loads(text)
@@ -44,6 +44,16 @@ def _bytes(value: Any) -> bytes:
     if value is None:
         return b""
     return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def _chat_request(flow: http.HTTPFlow) -> Any:
+    """What went upstream: the request's body (flows recorded before 2026-12-04 also held it as text in metadata)."""
+    kept = flow.metadata.get(META + "chat_request")
+    if kept is None:
+        return None
+    if isinstance(kept, str):
+        return _json(kept)
+    return _json(flow.request.get_text(strict=False))
 
 
 def to_exchange(flow: http.HTTPFlow, index: int) -> Exchange:
@@ -68,7 +78,7 @@ def to_exchange(flow: http.HTTPFlow, index: int) -> Exchange:
         ended=(resp.timestamp_end if resp is not None and resp.timestamp_end else None)
         or (flow.error.timestamp if flow.error else None),
         responses_request=_json(m.get(META + "responses_request")),
-        chat_request=_json(m.get(META + "chat_request")),
+        chat_request=_chat_request(flow),
         upstream_status=int(status) if status is not None else None,
         upstream_content_type=str(ctype or ""),
         upstream_headers=headers if isinstance(headers, dict) else {},

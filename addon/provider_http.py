@@ -52,7 +52,8 @@ class Exchange:
         lines += [f"{k}: {v}" for k, v in headers]
         if not any(k.lower() == "user-agent" for k, _ in headers):
             lines.append(f"user-agent: mimo2codex/{__version__}")
-        raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        # Head and body written apart: joining them copied a 4 MB body once more per attempt.
+        raw = (("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), body)
         pool = POOL.setdefault(key, [])
         while pool:  # a pooled connection the provider closed meanwhile fails at once: take a fresh one
             reader, writer = pool.pop()
@@ -87,8 +88,9 @@ class Exchange:
             raise
 
     @classmethod
-    async def _exchange(cls, key, reader, writer, raw: bytes) -> "Exchange":
-        writer.write(raw)
+    async def _exchange(cls, key, reader, writer, raw: tuple[bytes, bytes]) -> "Exchange":
+        for part in raw:
+            writer.write(part)
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")

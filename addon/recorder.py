@@ -67,10 +67,12 @@ class Recorder:
 
     @staticmethod
     def _scrub_one(flow: http.HTTPFlow, key: str) -> None:
+        bkey = key.encode()
         for k, v in list(flow.metadata.items()):
             if isinstance(v, str) and key in v:
                 flow.metadata[k] = v.replace(key, secrets.REDACTED)
-        bkey = key.encode()
+            elif isinstance(v, bytes) and bkey in v:  # the client's request, kept as it came
+                flow.metadata[k] = v.replace(bkey, secrets.REDACTED.encode())
         for msg in (flow.request, flow.response):
             if msg is not None and msg.raw_content and bkey in msg.raw_content:
                 msg.content = msg.get_content(strict=False).replace(bkey, secrets.REDACTED.encode())

@@ -2,7 +2,7 @@
 shared machine does not move, where bench/run.py's times and ratios do.
 
     .venv/3.11/bin/python bench/instructions.py          # about a minute
-    .venv/3.11/bin/python bench/instructions.py stream   # some cases only (stream, request)
+    .venv/3.11/bin/python bench/instructions.py stream   # some cases only (stream, request, hook)
 
 Each case runs twice under callgrind, doing its work 0 and N times after the same set-up and one
 warm-up repetition; the difference divided by N is the cost of one unit (one upstream event, one
@@ -28,8 +28,10 @@ EVENTS = 2000
 # case -> (units of work per repetition, what a unit is)
 STREAM_CASES = {f"stream:{framing}:{'fast' if fast else 'general'}": (EVENTS, "event")
                 for framing in ("mimo", "other") for fast in (True, False)}
-REQUEST_CASES = {"request:0.1MB/500 items": (1, "request"), "request:4MB/500 items": (1, "request")}
-SIZES = {"request:0.1MB/500 items": (100_000, 500), "request:4MB/500 items": (4_000_000, None)}
+SIZES = {"request:0.1MB/500 items": (100_000, 500), "request:1MB": (1_000_000, None), "request:4MB/500 items": (4_000_000, None),
+         "request:16MB": (16_000_000, None), "hook:0.1MB/500 items": (100_000, 500), "hook:4MB/500 items": (4_000_000, None)}
+REQUEST_CASES = {case: (1, "request") for case in SIZES if case.startswith("request:")}
+HOOK_CASES = {case: (1, "request") for case in SIZES if case.startswith("hook:")}
 
 
 def setup(case: str, tmp: Path):
@@ -57,14 +59,23 @@ def setup(case: str, tmp: Path):
         return run
     path = tmp / (re.sub(r"\W", "_", case) + ".bin")
     raw = path.read_bytes()
+    if case.startswith("hook:"):  # the whole request hook of addon/mimo.py, in-process (taddons), on a fresh flow
+        from bench.run import request_hook
 
-    # Trees before request.encode dumped the payload in one piece: kept so older commits can be counted.
+        flow, hook = request_hook(raw).__enter__()  # left open: the child process ends with it
+        return lambda: hook(flow())
+
+    # Older trees are kept countable: before request.encode the payload was dumped in one piece, before
+    # request.loads the body was parsed by json.loads alone.
     encode = getattr(request, "encode", None) or (lambda chat: json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode())
+    loads = getattr(request, "loads", None)
 
     def run() -> None:  # what addon/mimo.py's translate_request does with the body, without mitmproxy
-        body = json.loads(raw)
-        chat, _ = request.to_chat(body, r)
-        encode(chat)
+        if loads is None:
+            encode(request.to_chat(json.loads(raw), r)[0])
+            return
+        body, literals = loads(raw)
+        encode(request.to_chat(body, r)[0], literals)
 
     return run
 
@@ -89,7 +100,7 @@ def count(case: str, reps: int, tmp: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("cases", nargs="*", default=["stream", "request"])
+    ap.add_argument("cases", nargs="*", default=["stream", "request", "hook"])
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--child")
     ap.add_argument("--tmp")
@@ -100,13 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which("valgrind"):
         print("valgrind is not installed")
         return 1
-    from bench.run import codex_request
+    from bench.run import codex_bytes, codex_request
 
-    cases = {**(STREAM_CASES if "stream" in args.cases else {}), **(REQUEST_CASES if "request" in args.cases else {})}
+    cases = {**(STREAM_CASES if "stream" in args.cases else {}), **(REQUEST_CASES if "request" in args.cases else {}),
+             **(HOOK_CASES if "hook" in args.cases else {})}
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
         for case, (size, items) in SIZES.items():
-            (tmp / (re.sub(r"\W", "_", case) + ".bin")).write_bytes(json.dumps(codex_request(size, items)).encode())
+            (tmp / (re.sub(r"\W", "_", case) + ".bin")).write_bytes(codex_bytes(codex_request(size, items)))
         print(f"instructions per unit (callgrind, Python {sys.version.split()[0]}); {EVENTS} events per stream")
         for case, (units, what) in cases.items():
             base, full = count(case, 0, tmp), count(case, args.reps, tmp)

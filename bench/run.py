@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import io
 import json
@@ -396,8 +397,14 @@ def codex_request(size: int, items: int | None = None) -> dict:
     return body
 
 
-def addon_request_ms(raw: bytes, repeat: int) -> float:
-    """Median ms of the addon's request path (json.loads, to_chat, dumps, metadata) on `raw`."""
+def codex_bytes(body: dict) -> bytes:
+    """A request body as Codex writes it (serde_json: compact, non-ASCII as raw UTF-8)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@contextlib.contextmanager
+def request_hook(raw: bytes):
+    """The addon's request hook in-process (taddons): yields (a fresh flow carrying `raw`, the hook)."""
     from mitmproxy import http
     from mitmproxy.proxy import mode_specs
     from mitmproxy.test import taddons, tflow, tutils
@@ -406,18 +413,33 @@ def addon_request_ms(raw: bytes, repeat: int) -> float:
 
     os.environ.setdefault("MIMO_API_KEY", KEY)
     addon = MimoTranslate()
-    times = []
+
+    def flow():
+        f = tflow.tflow(req=tutils.treq(method=b"POST", path=b"/v1/responses", content=raw,
+                                        headers=http.Headers(host="127.0.0.1:8788", content_type="application/json")))
+        f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:http://127.0.0.1:1")
+        return f
+
+    def hook(f) -> None:
+        addon.request(f)
+        assert f.response is None, f.response.content[:300]
+        addon.turns.clear()
+        addon.flow_routes.clear()
+
     with taddons.context(addon) as tctx:
         tctx.configure(addon, mimo_base_url="http://127.0.0.1:1/v1")
+        yield flow, hook
+
+
+def addon_request_ms(raw: bytes, repeat: int) -> tuple[float, float]:
+    """Best and median ms of the addon's request hook (parse, to_chat, encode, metadata) on `raw`."""
+    times = []
+    with request_hook(raw) as (flow, hook):
         for _ in range(repeat):
-            f = tflow.tflow(req=tutils.treq(method=b"POST", path=b"/v1/responses", content=raw,
-                                            headers=http.Headers(host="127.0.0.1:8788", content_type="application/json")))
-            f.client_conn.proxy_mode = mode_specs.ProxyMode.parse("reverse:http://127.0.0.1:1")
+            f = flow()
             t0 = time.perf_counter()
-            addon.request(f)
+            hook(f)
             times.append(time.perf_counter() - t0)
-            assert f.response is None, f.response.content[:300]
-            addon.turns.clear()
     return min(times) * 1000, med(times) * 1000
 
 
@@ -434,8 +456,8 @@ def bench_request(targets: list[Target], sizes: list[tuple[int, int | None]], re
           + "   added by mimo2codex: ms, ms/MB" + "".join(f"; {t.name}" for t in rows if is_peer(t.name)))
     for size, items in sizes:
         body = codex_request(size, items)
-        raw = json.dumps(body).encode()
-        raw_marked = raw[:-1] + b', "metadata": {"m": "bench:tiny"}}'
+        raw = codex_bytes(body)
+        raw_marked = raw[:-1] + b',"metadata":{"m":"bench:tiny"}}'
         ms, ms_med = addon_request_ms(raw, repeat)
         chat, _ = request_mod.to_chat(body, r)
         # What plain mitmdump carries is what mimo2codex sends upstream: the same upload on the last hop.
@@ -481,8 +503,13 @@ def bench_profile(chunks: int, size: int, framing: str = "mimo") -> None:
             best = min(best, time.perf_counter() - t0)
         print(f"  stream{label}: {best / chunks * 1e6:.2f} µs per event ({len(pieces)} HTTP chunks) without the profiler "
               "(best of 5, out of the proxy)")
-    raw = json.dumps(body).encode()
-    for name, fn in (("stream", stream_run), ("request", lambda: request_mod.encode(request_mod.to_chat(json.loads(raw), r)[0]))):
+    raw = codex_bytes(body)
+
+    def request_run() -> None:
+        parsed, literals = request_mod.loads(raw)
+        request_mod.encode(request_mod.to_chat(parsed, r)[0], literals)
+
+    for name, fn in (("stream", stream_run), ("request", request_run)):
         prof = cProfile.Profile()
         prof.runcall(fn)
         s = io.StringIO()

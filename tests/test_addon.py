@@ -93,6 +93,23 @@ def test_request_rewritten_for_upstream_without_client_credentials(tctx):
     assert json.loads(f.metadata["m2c.responses_request"])["prompt_cache_key"] == "x"
 
 
+def test_a_large_request_goes_up_as_the_plain_dump_and_is_kept_once(tctx):
+    from addon import flowfile
+    from bench.run import codex_bytes, codex_request
+    from mimo2codex.translate import request
+
+    _, addon = tctx
+    body = codex_request(600_000)
+    f = responses_flow(codex_bytes(body))
+    addon.request(f)
+    assert f.response is None
+    chat, _ = request.to_chat(body, rules.load("mimo"))
+    assert f.request.content == json.dumps(chat, ensure_ascii=False, separators=(",", ":")).encode()
+    assert f.metadata["m2c.chat_request"] is True  # the body is the Chat request: no second copy per flow
+    assert flowfile.to_exchange(f, 1).chat_request == chat
+    assert json.loads(f.metadata["m2c.responses_request"]) == body
+
+
 def test_stream_translated_chunk_by_chunk_and_recorded_without_key(tctx):
     _, addon = tctx
     f = responses_flow(codex_body())

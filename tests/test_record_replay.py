@@ -129,7 +129,8 @@ def translated_flow() -> http.HTTPFlow:
     f = tflow.tflow(req=tutils.treq(method=b"POST", path=b"/v1/chat/completions", content=b'{"model":"m"}',
                                     headers=http.Headers(host="api.example.test", api_key=KEY,
                                                          authorization=f"Bearer {KEY}")))
-    f.metadata.update({"m2c.chat_request": '{"model":"m"}', "m2c.responses_request": '{"model":"m","input":"hi"}',
+    # As addon/mimo.py keeps them: the client's bytes (here holding the key, pasted by a user), the Chat request as the body.
+    f.metadata.update({"m2c.chat_request": True, "m2c.responses_request": b'{"model":"m","input":"key: %s"}' % KEY.encode(),
                        "m2c.model": "m"})
     return f
 
@@ -242,7 +243,7 @@ def recording(tmp_path_factory):
             run = run_session(port, variant=1)
         finally:
             rc = stop(proc)
-        upstream_requests = len(fake.chat_requests)
+        upstream_requests = [r.raw for r in fake.chat_requests]  # the Chat requests as the provider got them
     assert rc == 0, (tmp / "record.log").read_text()
     return path, run, upstream_requests, tmp
 
@@ -250,7 +251,7 @@ def recording(tmp_path_factory):
 @pytest.mark.e2e
 def test_recorded_file_is_complete_and_secret_free(recording):
     path, run, upstream_requests, _ = recording
-    assert upstream_requests == 4
+    assert len(upstream_requests) == 4
     assert [status for status, _ in run.answers][:3] == [200, 200, 200]
     assert b"messages too long" in run.answers[3][1]  # the provider's 400, as the translator reports it
     assert_no_secret(path)
@@ -265,6 +266,8 @@ def test_recorded_file_is_complete_and_secret_free(recording):
     assert translated[2].error is not None and translated[2].marked == ":x:"
     assert translated[3].metadata["m2c.upstream_status"] == 400 and translated[3].marked == ":x:"
     assert "exec_command" in translated[0].comment and "in=" in translated[0].comment
+    # The flow's body is the Chat request as sent (held back from the relay hop, put back on the flow).
+    assert [f.request.content for f in translated] == upstream_requests
     exchanges = [e for e in flowfile.load(path) if e.translated]
     assert [e.client_body for e in exchanges] == [answer for _, answer in run.answers]  # what Codex got, byte for byte
 

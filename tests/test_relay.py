@@ -12,6 +12,7 @@ import struct
 import time
 
 import openai
+from mitmproxy import http
 import pytest
 
 from addon import flowfile, relay
@@ -273,3 +274,55 @@ def test_the_relay_refuses_a_request_without_a_ticket_before_reading_its_body():
     finally:
         loop.close()
 
+
+
+def test_the_body_is_held_back_from_mitmproxy_and_put_back_on_the_flow():
+    # mitmproxy sends a translated request to the relay without its body (the relay would only read
+    # back what the flow holds); picking up the ticket puts the body back on the flow, and a request
+    # that announces a body is refused: it was not sent by mitmproxy for this ticket.
+    from mitmproxy.test import taddons, tflow, tutils
+
+    body = b'{"model":"m","messages":[]}'
+
+    async def ask(length: bytes) -> tuple[bytes, http.HTTPFlow]:
+        saved = relay.STATE.server, relay.STATE.port, relay.STATE.sock
+        relay.STATE.server = None
+        relay.Relay().running()
+        task = relay.STATE.server
+        flow = tflow.tflow(req=tutils.treq(content=body))
+        flow.request.raw_content = b""
+        relay.STATE.tickets["t1"] = relay.Ticket("http://127.0.0.1:1/v1/chat/completions", None, True, flow, body=body)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", relay.STATE.port)
+            writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-m2c-ticket: t1\r\ncontent-length: "
+                         + length + b"\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            return answer, flow
+        finally:
+            relay.STATE.tickets.pop("t1", None)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            relay.STATE.sock.close()
+            relay.STATE.server, relay.STATE.port, relay.STATE.sock = saved
+
+    loop = asyncio.new_event_loop()
+    try:
+        with taddons.context():
+            for length in (b"27", b"5", b"abc"):
+                answer, flow = loop.run_until_complete(ask(length))
+                assert answer.startswith(b"HTTP/1.1 400") and b"bad content-length" in answer, answer
+                assert flow.request.raw_content == body and flow.request.headers["content-length"] == "27"
+    finally:
+        loop.close()
+
+
+def test_a_ticket_never_picked_up_gives_the_flow_its_body_back():
+    from mitmproxy.test import taddons, tflow, tutils
+
+    flow = tflow.tflow(req=tutils.treq(content=b""))
+    flow.request.headers[relay.TICKET_HEADER] = "t2"
+    relay.STATE.tickets["t2"] = relay.Ticket("http://127.0.0.1:1/v1/chat/completions", None, True, flow, body=b"{}")
+    with taddons.context():
+        relay.Relay().error(flow)  # e.g. the relay was unreachable
+    assert "t2" not in relay.STATE.tickets and flow.request.raw_content == b"{}"

@@ -16,10 +16,10 @@ from typing import Any
 
 from mimo2codex.translate import hooks
 from mimo2codex.translate.request_base import BadRequest
+from mimo2codex.translate.request_json import Literals, encode, loads  # noqa: F401 (the request's JSON, for the addon)
 from mimo2codex.translate.request_messages import COMPACTED_PREFIX, INTERRUPTED, chat_messages  # noqa: F401 (tests)
 from mimo2codex.translate.request_tools import chat_tools
 from mimo2codex.translate.rules import EFFORT_ORDER, Model, ParamRule, Rules
-from mimo2codex.translate.sse import dumps
 from mimo2codex.translate.turn import Turn
 
 # Request fields repeated in the Response object (the openai SDK and Codex read some of them back).
@@ -58,25 +58,6 @@ def to_chat(body: Any, rules: Rules, *, thinking: bool = True, show_reasoning: b
     for name in rules.hooks["request"]:
         hooks.REGISTRY["request"][name](chat, turn, rules)
     return chat, turn
-
-
-def encode(chat: dict) -> bytes:
-    """The Chat request as compact UTF-8 JSON, the bytes `json.dumps(chat, ensure_ascii=False,
-    separators=(",", ":")).encode()` gives, serialised message by message.
-
-    One non-Latin-1 character (Codex's instructions hold several) makes a whole-payload string
-    two bytes per character and its UTF-8 encoding a real transcode (~5 ms of a 4 MB request);
-    in groups of 16 messages, only the groups that hold one pay for it. A lone surrogate (JSON allows
-    `\\ud800`) makes its own part ASCII-escaped instead of raising.
-    """
-    parts = []
-    for key, value in chat.items():
-        if key == "messages" and type(value) is list:  # in groups: one call per message costs more on many small ones
-            groups = (dumps(value[i : i + 16])[1:-1] for i in range(0, len(value), 16))
-            parts.append(b'"messages":[' + b",".join(groups) + b"]")
-        else:
-            parts.append(dumps(key) + b":" + dumps(value))
-    return b"{" + b",".join(parts) + b"}"
 
 
 # Responses fields with a fixed type: wrong ones are refused here, with the client's own field name,
