@@ -35,10 +35,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets as pysecrets
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,6 +60,7 @@ HOLD = 1.0  # seconds the client's headers wait for the provider's first answer
 # already completed for mitmproxy, which saw the request's connection reset before any answer.
 BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 KEEPALIVE = b": keep-alive\n\n"
+ENTRY = Path(__file__).resolve().parent / "mimo.py"  # the script mitmproxy loads
 HOP = {"host", "connection", "content-length", "transfer-encoding", "keep-alive", "te", "upgrade",
        "proxy-connection", TICKET_HEADER}
 
@@ -149,13 +152,13 @@ class Relay:
             credential = (name, req.headers[name])
             req.headers[name] = secrets.REDACTED  # the flow shows that it is sent, never what
         ticket = pysecrets.token_urlsafe(24)
-        # The body stays in the ticket while mitmproxy sends the request: the relay would only read it back
-        # (a second loopback transfer of every request: ~9 ms at 4 MB, ~35 ms at 16 MB). The relay puts
-        # it back on the flow as soon as it picks the ticket up (a few ms later), or _forget does.
-        STATE.tickets[ticket] = Ticket(req.url, route.rules, bool(flow.metadata.get(META + "stream")), flow, credential,
-                                       body=req.raw_content or b"")
-        req.raw_content = b""
-        req.headers["content-length"] = "0"
+        t = STATE.tickets[ticket] = Ticket(req.url, route.rules, bool(flow.metadata.get(META + "stream")), flow, credential)
+        if _unseen():
+            # The body stays in the ticket while mitmproxy sends the request: the relay would only read it back
+            # (a second loopback transfer of every request: ~9 ms at 4 MB, ~35 ms at 16 MB). The relay puts
+            # it back on the flow as soon as it picks the ticket up (a few ms later), or _forget does.
+            t.body, req.raw_content = req.raw_content or b"", b""
+            req.headers["content-length"] = "0"
         flow.metadata[META + "upstream_url"] = req.url
         # Not `req.url = ...`: its URL parse costs some 30 µs per request; the path stays as it is.
         req.scheme, req.host, req.port = "http", "127.0.0.1", STATE.port
@@ -173,6 +176,20 @@ class Relay:
         ticket = STATE.tickets.pop(flow.request.headers.get(TICKET_HEADER, ""), None)
         if ticket is not None:  # never picked up (the relay unreachable, answered by another addon)
             ticket.restore()
+
+
+def _unseen() -> bool:
+    """Whether nothing can look at a translated request between our request hook and its send.
+
+    Holding its body back would show an empty request to mitmproxy's interception (mitmweb, console:
+    the user reads and may edit it while it waits) and to the request hook of a script loaded after
+    this one; for them the body crosses the loopback hop as it always did.
+    """
+    o = ctx.options
+    if getattr(o, "intercept_active", False) and getattr(o, "intercept", None):  # mitmdump has no Intercept
+        return False
+    scripts = getattr(o, "scripts", None)
+    return not scripts or Path(os.path.expanduser(scripts[-1].strip("'\" "))).resolve() == ENTRY
 
 
 # -- the relay server ----------------------------------------------------------------------------
@@ -205,10 +222,13 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             if ticket is None:
                 _answer(writer, 403, b'{"error":{"message":"mimo2codex relay: unknown or used ticket"}}', close=True)
                 return
-            body = ticket.restore()  # held back in Relay.request: mitmproxy sent the head alone
-            if low.get("content-length", "0") != "0":
+            held = ticket.body is not None  # held back in Relay.request: mitmproxy sent the head alone
+            body = ticket.restore()
+            if low.get("content-length", "0") != ("0" if held else str(len(body))):
                 _answer(writer, 400, b'{"error":{"message":"mimo2codex relay: bad content-length"}}', close=True)
                 return
+            if not held:  # the bytes mitmproxy sends are the flow's body: that very object goes on
+                await _drop(reader, len(body))
             work = asyncio.create_task(_relay(ticket, headers, body, writer))
             gone = asyncio.create_task(reader.read(1))
             STATE.live[ticket.flow.id] = ticket
@@ -235,6 +255,15 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 return
     finally:
         writer.close()
+
+
+async def _drop(reader: asyncio.StreamReader, n: int) -> None:
+    """Reads n bytes without keeping them (readexactly gathered a 4 MB body into one more buffer)."""
+    while n:
+        data = await reader.read(min(n, 1 << 20))
+        if not data:
+            raise asyncio.IncompleteReadError(b"", n)
+        n -= len(data)
 
 
 def _answer(writer: asyncio.StreamWriter, status: int, body: bytes, ctype: str = "application/json",

@@ -326,3 +326,48 @@ def test_a_ticket_never_picked_up_gives_the_flow_its_body_back():
     with taddons.context():
         relay.Relay().error(flow)  # e.g. the relay was unreachable
     assert "t2" not in relay.STATE.tickets and flow.request.raw_content == b"{}"
+
+
+LATER_SCRIPT = '''
+import logging
+
+def request(flow):
+    logging.getLogger("later").warning("later script sees %d bytes", len(flow.request.raw_content or b""))
+'''
+
+
+def test_a_script_loaded_after_ours_sees_the_chat_request_it_will_send(tmp_path):
+    # The body is held back from the relay hop only when nothing can look at the request in between:
+    # a script's request hook after ours (and mitmproxy's interception) sees the body that is sent.
+    later = tmp_path / "later.py"
+    later.write_text(LATER_SCRIPT)
+    with FakeMimo(keys=("sk-test",)).start() as fake:
+        with proxyproc.start(fake.base_url, args=("-s", str(later)), log_path=tmp_path / "px.log") as px:
+            fake.queue({"text": "seen"})
+            a = F.call(px.port, F.responses_body())
+            assert F.check_answer(a)[0] == "completed" and F.output_text(a) == "seen"
+            seen = [int(line.rsplit("sees ", 1)[1].split()[0]) for line in px.log().splitlines() if "later script sees" in line]
+            assert seen == [len(fake.chat_requests[0].raw)] and seen[0] > 100, seen
+
+
+@pytest.mark.parametrize("sets, scripts, held", [
+    ({}, [], True),
+    ({"intercept": "~q"}, [], False),
+    ({"intercept": "~q", "then": {"intercept_active": False}}, [], True),  # the filter kept, switched off
+    ({}, ["LAST"], True),
+    ({}, ["LAST", "other.py"], False),
+    ({}, ["other.py", "LAST"], True),
+])
+def test_the_body_is_held_back_only_when_nothing_can_see_the_request(sets, scripts, held):
+    from collections.abc import Sequence
+
+    from mitmproxy.addons.intercept import Intercept
+    from mitmproxy.test import taddons
+
+    with taddons.context(Intercept()) as tctx:
+        # `scripts` is ScriptLoader's, which would load them: only its option here.
+        tctx.options.add_option("scripts", Sequence[str], [], "")
+        then = sets.pop("then", {})
+        tctx.options.update(scripts=[str(relay.ENTRY) if s == "LAST" else s for s in scripts], **sets)
+        tctx.options.update(**then)  # setting a filter switches interception on: switched off after it
+        assert relay._unseen() is held
