@@ -5,20 +5,49 @@ arrived before it."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from urllib.parse import urlsplit
 
+import certifi
 from mitmproxy import ctx
 
 from mimo2codex import __version__
 
 POOL_MAX = 8  # idle provider connections kept per host
 # Module level: a reload of addon/mimo.py keeps the idle connections.
-POOL: dict[tuple[str, str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+POOL: dict[tuple, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
 
 
 def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def trust() -> tuple[bool, str | None, str | None]:
+    """The options mitmproxy verifies its own upstreams with (addons/tlsconfig.py)."""
+    o = ctx.options
+    return bool(o.ssl_insecure), o.ssl_verify_upstream_trusted_ca, o.ssl_verify_upstream_trusted_confdir
+
+
+@functools.lru_cache(8)  # one per option set: building a context and loading a CA bundle takes milliseconds
+def tls_context(insecure: bool, ca_file: str | None, ca_dir: str | None) -> ssl.SSLContext:
+    """The relay's TLS client, trusting what mitmproxy trusts (net/tls.py create_proxy_server_context):
+    certifi's bundle unless ssl_verify_upstream_trusted_ca/_confdir name others, nothing checked with
+    ssl_insecure. Not the system store: a provider mitmproxy accepts must be accepted here too, and a
+    CA added only for mitmproxy (a local gateway's) too."""
+    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if insecure:
+        c.check_hostname = False
+        c.verify_mode = ssl.CERT_NONE
+        return c
+    if ca_file is None and ca_dir is None:
+        ca_file = certifi.where()
+    try:
+        c.load_verify_locations(ca_file, ca_dir)
+    except (OSError, ssl.SSLError) as e:  # an OSError: the relay answers 502 with this message
+        raise OSError(f"cannot load trusted certificates (ssl_verify_upstream_trusted_ca={ca_file}, "
+                      f"ssl_verify_upstream_trusted_confdir={ca_dir}): {e}") from None
+    return c
 
 
 class _Reader(asyncio.StreamReader):
@@ -45,7 +74,8 @@ class Exchange:
         u = urlsplit(url)
         https = u.scheme == "https"
         port = u.port or (443 if https else 80)
-        key = (u.scheme, u.hostname or "", port)
+        # The trust options in the key: a connection verified under other ones is not reused.
+        key = (u.scheme, u.hostname or "", port, trust() if https else None)
         target = (u.path or "/") + (f"?{u.query}" if u.query else "")
         host = u.hostname if port == (443 if https else 80) else f"{u.hostname}:{port}"
         lines = [f"POST {target} HTTP/1.1", f"host: {host}", f"content-length: {len(body)}"]
@@ -66,12 +96,7 @@ class Exchange:
             except BaseException:  # cancelled (client gone, timeout): close it, or the provider keeps generating
                 writer.close()
                 raise
-        ssl_ctx = None
-        if https:
-            ssl_ctx = ssl.create_default_context()
-            if getattr(ctx.options, "ssl_insecure", False):
-                ssl_ctx.check_hostname = False
-                ssl_ctx.verify_mode = ssl.CERT_NONE
+        ssl_ctx = tls_context(*key[3]) if https else None
         loop = asyncio.get_running_loop()
         reader = _Reader(limit=2**20, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -65,6 +66,7 @@ class RawUpstream:
 
     default: list = field(default_factory=lambda: whole(200, "application/json", b"{}"))
     requests: list[Seen] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None  # HTTPS with this server context (tests/support/tlsca.py)
 
     def __post_init__(self) -> None:
         self._scripts: list[list] = []
@@ -78,10 +80,11 @@ class RawUpstream:
         self.port = self._sock.getsockname()[1]
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self.open_connections = 0
+        self.handshake_failures = 0
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/v1"
 
     def start(self) -> "RawUpstream":
         self._thread.start()
@@ -124,6 +127,12 @@ class RawUpstream:
         buf = b""
         try:
             conn.settimeout(30)
+            if self.tls is not None:  # a refused handshake is an OSError: counted in `handshake_failures`
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except OSError:
+                    self.handshake_failures += 1
+                    raise
             while not self._stop.is_set():
                 while b"\r\n\r\n" not in buf:
                     data = conn.recv(65536)
