@@ -297,7 +297,8 @@ class Guard:
         except (OSError, StopIteration, ValueError):
             rss = -1
         return {"turns": len(getattr(t, "turns", ())), "streams": len(getattr(t, "tees", ())),
-                "watched": len(self.watched), "tasks": len(asyncio.all_tasks()),
+                "watched": len(self.watched), "relayed": len(relay.STATE.tickets) + len(relay.STATE.live),
+                "tasks": len(asyncio.all_tasks()),
                 "connections": len(ctx.master.addons.get("proxyserver").connections), "rss_kb": rss}
 
 

@@ -85,7 +85,10 @@ class _State:
         self.sock: socket.socket | None = None  # its listening socket
         self.port = 0
         self.tickets: dict[str, Ticket] = {}  # ticket -> request not yet picked up
-        self.live: dict[str, Ticket] = {}  # flow id -> request being relayed
+        # flow id -> request picked up, until the flow ends (Relay.response/error): not when the relay
+        # is done writing, since mitmproxy may read that head (and make the Tee, which needs the ticket's
+        # prefix and failure) after the relay has finished.
+        self.live: dict[str, Ticket] = {}
 
 
 STATE = _State()
@@ -150,6 +153,8 @@ class Relay:
 
     @staticmethod
     def _forget(flow: http.HTTPFlow) -> None:
+        """Every flow ends in `response` or `error` (killed ones too): the ticket, used or not, goes."""
+        STATE.live.pop(flow.id, None)
         ticket = flow.request.headers.get(TICKET_HEADER)
         if ticket:
             STATE.tickets.pop(ticket, None)
@@ -198,7 +203,6 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             finally:
                 gone.cancel()
                 await asyncio.gather(gone, return_exceptions=True)  # its read must end before the next one
-                STATE.live.pop(ticket.flow.id, None)
                 if not work.done():  # mitmproxy closed the connection: the client hung up or the watchdog fired
                     work.cancel()
                     await asyncio.gather(work, return_exceptions=True)

@@ -400,7 +400,7 @@ def wait_idle(port: int, timeout: float = 5.0, tasks: int | None = None) -> dict
     while True:
         s = stats(port)
         # The stats request itself is one flow in flight and holds one connection.
-        idle = s["turns"] == 0 and s["streams"] == 0 and s["watched"] == 0
+        idle = s["turns"] == 0 and s["streams"] == 0 and s["watched"] == 0 and s["relayed"] == 0
         if idle and (tasks is None or s["tasks"] <= tasks):
             return s
         if time.monotonic() > end:
