@@ -23,6 +23,15 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+def hostport(scheme: str, host: str, port: int) -> str:
+    """The authority of a URL and a Host header: an IPv6 literal in brackets, the default port left out.
+
+    mitmproxy's own (`Request.url`, its Host header update) leaves `::1` bare, which no parser reads back.
+    """
+    host = f"[{host}]" if ":" in host else host
+    return host if port == {"http": 80, "https": 443}.get(scheme) else f"{host}:{port}"
+
+
 def trust() -> tuple[bool, str | None, str | None]:
     """The options mitmproxy verifies its own upstreams with (addons/tlsconfig.py)."""
     o = ctx.options
@@ -77,8 +86,7 @@ class Exchange:
         # The trust options in the key: a connection verified under other ones is not reused.
         key = (u.scheme, u.hostname or "", port, trust() if https else None)
         target = (u.path or "/") + (f"?{u.query}" if u.query else "")
-        host = u.hostname if port == (443 if https else 80) else f"{u.hostname}:{port}"
-        lines = [f"POST {target} HTTP/1.1", f"host: {host}", f"content-length: {len(body)}"]
+        lines = [f"POST {target} HTTP/1.1", f"host: {hostport(u.scheme, u.hostname or '', port)}", f"content-length: {len(body)}"]
         lines += [f"{k}: {v}" for k, v in headers]
         if not any(k.lower() == "user-agent" for k, _ in headers):
             lines.append(f"user-agent: mimo2codex/{__version__}")

@@ -138,9 +138,11 @@ class Relay:
         if req.headers.get(name, secrets.REDACTED) != secrets.REDACTED:
             credential = (name, req.headers[name])
             req.headers[name] = secrets.REDACTED  # the flow shows that it is sent, never what
+        # Not req.url: mitmproxy writes an IPv6 host without its brackets there.
+        url = f"{req.scheme}://{provider_http.hostport(req.scheme, req.host, req.port)}{req.path}"
         ticket = pysecrets.token_urlsafe(24)
-        STATE.tickets[ticket] = Ticket(req.url, route.rules, bool(flow.metadata.get(META + "stream")), flow, credential)
-        flow.metadata[META + "upstream_url"] = req.url
+        STATE.tickets[ticket] = Ticket(url, route.rules, bool(flow.metadata.get(META + "stream")), flow, credential)
+        flow.metadata[META + "upstream_url"] = url
         req.url = f"http://127.0.0.1:{STATE.port}{req.path}"
         req.headers["host"] = f"127.0.0.1:{STATE.port}"
         req.headers[TICKET_HEADER] = ticket

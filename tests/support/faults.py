@@ -67,14 +67,15 @@ class RawUpstream:
     default: list = field(default_factory=lambda: whole(200, "application/json", b"{}"))
     requests: list[Seen] = field(default_factory=list)
     tls: ssl.SSLContext | None = None  # HTTPS with this server context (tests/support/tlsca.py)
+    bind: str = "127.0.0.1"  # "::1": a provider on IPv6 loopback
 
     def __post_init__(self) -> None:
         self._scripts: list[list] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._sock = socket.socket()
+        self._sock = socket.socket(socket.AF_INET6 if ":" in self.bind else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind((self.bind, 0))
         self._sock.listen(256)
         self._sock.settimeout(0.2)
         self.port = self._sock.getsockname()[1]
@@ -84,7 +85,8 @@ class RawUpstream:
 
     @property
     def base_url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/v1"
+        host = f"[{self.bind}]" if ":" in self.bind else self.bind
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/v1"
 
     def start(self) -> "RawUpstream":
         self._thread.start()
