@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
+import zlib
 from urllib.parse import urlsplit
 
 import certifi
@@ -123,9 +124,11 @@ class Exchange:
     async def _exchange(cls, key, reader, writer, raw: bytes) -> "Exchange":
         writer.write(raw)
         await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
+        status = 100
+        while 100 <= status < 200 and status != 101:  # interim answers (100 Continue, 103 Early Hints) precede the real one
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
         headers: dict[str, str] = {}
         for line in lines[1:]:
             if ":" in line:
@@ -162,15 +165,35 @@ class Exchange:
             return
         self.reusable = h.get("connection", "").lower() != "close"
 
+    async def decoded(self):
+        """The body without its content-encoding: the relay asks for `identity` (the translated request's
+        accept-encoding), but a server may compress anyway, and the relay's own head to mitmproxy names none."""
+        enc = self.headers.get("content-encoding", "identity").strip().lower()
+        if enc == "identity":
+            async for data in self.body():
+                yield data
+            return
+        if enc not in ("gzip", "x-gzip", "deflate"):
+            raise ValueError(f"the provider answered with content-encoding {enc!r}, which mimo2codex does not decode")
+        d = zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib header, told apart by the data
+        try:
+            async for data in self.body():
+                if out := d.decompress(data):  # never b"": as a chunk it would end the body
+                    yield out
+            if out := d.flush():
+                yield out
+        except zlib.error as e:
+            raise ValueError(f"the provider's {enc} body does not decode: {e}") from None
+
     async def framed(self):
         """The body as HTTP/1.1 chunked bytes, ending with the last chunk.
 
         A chunked provider's own framing passes through as read (one read may hold many events, and
         nothing is decoded and encoded again); the relay only follows it to find the end. Other
-        bodies are wrapped in chunks.
+        bodies, and compressed ones (decoded first), are wrapped in chunks.
         """
-        if "chunked" not in self.headers.get("transfer-encoding", "").lower():
-            async for data in self.body():
+        if "chunked" not in self.headers.get("transfer-encoding", "").lower() or "content-encoding" in self.headers:
+            async for data in self.decoded():
                 yield chunk(data)
             yield b"0\r\n\r\n"
             return

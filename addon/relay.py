@@ -291,7 +291,7 @@ async def _relay(t: Ticket, headers: list[tuple[str, str]], body: bytes, writer:
                     writer.write(data)
                     await writer.drain()
                 return
-            err = b"".join([d async for d in up.body()])
+            err = b"".join([d async for d in up.decoded()])
         finally:
             up.release()
         mapped = errors.map_upstream(rules_, up.status, err, up.headers)
