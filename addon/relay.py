@@ -188,10 +188,14 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                     headers.append((k.strip(), v.strip()))
             low = {k.lower(): v for k, v in headers}
             # The ticket before the body: a local process without one must not make us read (and hold) anything.
-            ticket = STATE.tickets.pop(low.get(TICKET_HEADER, ""), None)
-            if ticket is None:
+            # And only from its own flow's connection: mitmweb shows an intercepted flow's ticket before
+            # mitmproxy sends it, and whoever reads it there must not spend the key (nor use it up).
+            name = low.get(TICKET_HEADER, "")
+            ticket = STATE.tickets.get(name)
+            if ticket is None or not _from_its_flow(ticket, writer):
                 _answer(writer, 403, b'{"error":{"message":"mimo2codex relay: unknown or used ticket"}}', close=True)
                 return
+            del STATE.tickets[name]
             length = low.get("content-length") or "0"
             if not length.isdigit() or int(length) > len(ticket.flow.request.raw_content or b""):
                 _answer(writer, 400, b'{"error":{"message":"mimo2codex relay: bad content-length"}}', close=True)
@@ -222,6 +226,14 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 return
     finally:
         writer.close()
+
+
+def _from_its_flow(ticket: Ticket, writer: asyncio.StreamWriter) -> bool:
+    """The request comes over the connection mitmproxy opened for the ticket's flow (its local address
+    is the relay's peer: no other socket can hold it while that connection is open)."""
+    ours = ticket.flow.server_conn.sockname
+    peer = writer.get_extra_info("peername")
+    return bool(ours and peer) and tuple(ours[:2]) == tuple(peer[:2])
 
 
 def _answer(writer: asyncio.StreamWriter, status: int, body: bytes, ctype: str = "application/json",

@@ -37,6 +37,7 @@ async def _relayed_to_the_end(translate: MimoTranslate, rel: relay.Relay, flow: 
                                               if k.lower() not in ("content-length", "connection")]
     head += [f"content-length: {len(req.raw_content)}", "connection: close"]
     reader, writer = await asyncio.open_connection("127.0.0.1", relay.STATE.port)
+    flow.server_conn.sockname = writer.get_extra_info("sockname")  # as mitmproxy's own connection to the relay
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + req.raw_content)
     answer = await asyncio.wait_for(reader.read(), 20)  # EOF: the relay closed its side, its handler is done
     writer.close()
