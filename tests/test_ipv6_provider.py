@@ -3,8 +3,6 @@ the relay's URL keep the brackets (mitmproxy's `Request.url` drops them)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from mitmproxy.test import taddons
 
@@ -13,10 +11,7 @@ from mimo2codex import proxyproc
 from tests.support import faults as F
 from tests.test_addon import KEY, codex_body, responses_flow
 
-COMPLETION = json.dumps({"id": "c" * 32, "object": "chat.completion", "created": 1, "model": "mimo-v2.6-pro",
-                         "choices": [{"index": 0, "message": {"role": "assistant", "content": "from ::1"},
-                                      "finish_reason": "stop"}],
-                         "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}).encode()
+COMPLETION = F.completion("from ::1")
 
 
 @pytest.mark.parametrize("base, host", [("http://[::1]:8000/v1", "[::1]:8000"), ("http://[::1]/v1", "[::1]"),

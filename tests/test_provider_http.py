@@ -4,7 +4,6 @@ mitmdump in front of a scripted upstream): interim 1xx heads, compressed bodies.
 from __future__ import annotations
 
 import gzip
-import json
 import zlib
 
 import pytest
@@ -15,10 +14,7 @@ from tests.support import faults as F
 pytestmark = pytest.mark.e2e
 
 KEY = "sk-http-test-key-77a3e1"
-COMPLETION = json.dumps({"id": "c" * 32, "object": "chat.completion", "created": 1, "model": "mimo-v2.6-pro",
-                         "choices": [{"index": 0, "message": {"role": "assistant", "content": "plain words"},
-                                      "finish_reason": "stop"}],
-                         "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}).encode()
+COMPLETION = F.completion("plain words")
 SSE = b"".join([F.chat_chunk("ab"), F.chat_chunk("cd"), F.chat_chunk(finish="stop"), b"data: [DONE]\n\n"])
 INTERIM = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
 

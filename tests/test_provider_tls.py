@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from addon import provider_http
@@ -15,10 +13,7 @@ from tests.support import tlsca
 pytestmark = pytest.mark.e2e
 
 KEY = "sk-tls-test-key-41d0c7"
-COMPLETION = json.dumps({"id": "c" * 32, "object": "chat.completion", "created": 1, "model": "mimo-v2.6-pro",
-                         "choices": [{"index": 0, "message": {"role": "assistant", "content": "over tls"},
-                                      "finish_reason": "stop"}],
-                         "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}).encode()
+COMPLETION = F.completion("over tls")
 
 
 @pytest.fixture(scope="module")

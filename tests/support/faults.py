@@ -46,6 +46,13 @@ def chat_chunk(content: str | None = None, finish: str | None = None, reasoning:
     return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
 
+def completion(text: str) -> bytes:
+    """A provider's whole (non-stream) Chat Completions answer saying `text`."""
+    return json.dumps({"id": "c" * 32, "object": "chat.completion", "created": 1, "model": "mimo-v2.6-pro",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}).encode()
+
+
 def whole(status: int, ctype: str, body: bytes) -> list:
     """Steps for a complete Content-Length answer."""
     return [("send", head(status, ctype, chunked=False, length=len(body)) + body)]
