@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import ssl
 import zlib
 from urllib.parse import urlsplit
@@ -33,23 +34,44 @@ def hostport(scheme: str, host: str, port: int) -> str:
     return host if port == {"http": 80, "https": 443}.get(scheme) else f"{host}:{port}"
 
 
-def trust() -> tuple[bool, str | None, str | None]:
-    """The options mitmproxy verifies its own upstreams with (addons/tlsconfig.py)."""
+def trust(host: str) -> tuple[bool, str | None, str | None, str | None]:
+    """The options mitmproxy connects to its own upstreams with (addons/tlsconfig.py tls_start_server):
+    ssl_insecure, the trusted CAs, and the client certificate for `host` (client_certs: a file, or a
+    folder of <host>.pem)."""
     o = ctx.options
-    return bool(o.ssl_insecure), o.ssl_verify_upstream_trusted_ca, o.ssl_verify_upstream_trusted_confdir
+    cert = None
+    if o.client_certs:
+        certs = os.path.expanduser(o.client_certs)
+        cert = certs if os.path.isfile(certs) else os.path.join(certs, f"{host}.pem")
+        cert = cert if os.path.isfile(cert) else None
+    return bool(o.ssl_insecure), o.ssl_verify_upstream_trusted_ca, o.ssl_verify_upstream_trusted_confdir, cert
 
 
-@functools.lru_cache(8)  # one per option set: building a context and loading a CA bundle takes milliseconds
-def tls_context(insecure: bool, ca_file: str | None, ca_dir: str | None) -> ssl.SSLContext:
+@functools.lru_cache(16)  # one per option set: building a context and loading a CA bundle takes milliseconds
+def tls_context(insecure: bool, ca_file: str | None, ca_dir: str | None, cert: str | None = None) -> ssl.SSLContext:
     """The relay's TLS client, trusting what mitmproxy trusts (net/tls.py create_proxy_server_context):
     certifi's bundle unless ssl_verify_upstream_trusted_ca/_confdir name others, nothing checked with
     ssl_insecure. Not the system store: a provider mitmproxy accepts must be accepted here too, and a
-    CA added only for mitmproxy (a local gateway's) too."""
+    CA added only for mitmproxy (a local gateway's) too. Errors are OSErrors: the relay answers 502
+    with their message."""
     c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cert:
+        try:
+            c.load_cert_chain(cert)  # key and chain in one file, as mitmproxy reads it
+        except (OSError, ssl.SSLError) as e:
+            raise OSError(f"cannot load TLS client certificate {cert} (client_certs): {e}") from None
     if insecure:
         c.check_hostname = False
         c.verify_mode = ssl.CERT_NONE
         return c
+    if ca_file is None and ca_dir is None:
+        ca_file = certifi.where()
+    try:
+        c.load_verify_locations(ca_file, ca_dir)
+    except (OSError, ssl.SSLError) as e:
+        raise OSError(f"cannot load trusted certificates (ssl_verify_upstream_trusted_ca={ca_file}, "
+                      f"ssl_verify_upstream_trusted_confdir={ca_dir}): {e}") from None
+    return c
     if ca_file is None and ca_dir is None:
         ca_file = certifi.where()
     try:
@@ -85,7 +107,7 @@ class Exchange:
         https = u.scheme == "https"
         port = u.port or (443 if https else 80)
         # The trust options in the key: a connection verified under other ones is not reused.
-        key = (u.scheme, u.hostname or "", port, trust() if https else None)
+        key = (u.scheme, u.hostname or "", port, trust(u.hostname or "") if https else None)
         target = (u.path or "/") + (f"?{u.query}" if u.query else "")
         lines = [f"POST {target} HTTP/1.1", f"host: {hostport(u.scheme, u.hostname or '', port)}", f"content-length: {len(body)}"]
         lines += [f"{k}: {v}" for k, v in headers]

@@ -1,5 +1,6 @@
 """The relay's HTTPS client trusts what mitmproxy trusts: certifi's bundle, or the CA named by
-`ssl_verify_upstream_trusted_ca`, nothing checked with `ssl_insecure` (a real mitmdump each)."""
+`ssl_verify_upstream_trusted_ca`, nothing checked with `ssl_insecure`; and it presents mitmproxy's
+`client_certs` (a real mitmdump each)."""
 
 from __future__ import annotations
 
@@ -54,8 +55,26 @@ def test_ssl_insecure_accepts_any_certificate(upstream, tmp_path):
     assert F.check_answer(a)[0] == "completed" and F.output_text(a) == "over tls"
 
 
+def test_a_provider_asking_for_a_client_certificate_gets_the_one_client_certs_names(tmp_path):
+    ca_path, server = tlsca.make(tmp_path, require_client=True)
+    up = F.RawUpstream(default=F.whole(200, "application/json", COMPLETION), tls=server).start()
+    try:
+        trusted = f"ssl_verify_upstream_trusted_ca={ca_path}"
+        kind, status, message = F.check_answer(_ask(up, tmp_path, trusted))
+        assert (kind, status) == ("http", "502") and not up.requests, message
+        for certs in (tmp_path / "client.pem", tmp_path):  # the file, or a folder of <host>.pem
+            if certs == tmp_path:
+                (tmp_path / "127.0.0.1.pem").write_bytes((tmp_path / "client.pem").read_bytes())
+            a = _ask(up, tmp_path, trusted, f"client_certs={certs}")
+            assert F.check_answer(a)[0] == "completed" and F.output_text(a) == "over tls"
+    finally:
+        up.stop()
+
+
 def test_the_tls_context_is_made_once_per_option_set(ca):
     assert provider_http.tls_context(False, str(ca[0]), None) is provider_http.tls_context(False, str(ca[0]), None)
     assert provider_http.tls_context(True, None, None) is not provider_http.tls_context(False, None, None)
     with pytest.raises(OSError, match="cannot load trusted certificates"):
         provider_http.tls_context(False, "/nonexistent/ca.pem", None)
+    with pytest.raises(OSError, match="cannot load TLS client certificate"):
+        provider_http.tls_context(False, None, None, str(ca[0]))  # a certificate without its key
