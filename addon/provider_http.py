@@ -72,14 +72,6 @@ def tls_context(insecure: bool, ca_file: str | None, ca_dir: str | None, cert: s
         raise OSError(f"cannot load trusted certificates (ssl_verify_upstream_trusted_ca={ca_file}, "
                       f"ssl_verify_upstream_trusted_confdir={ca_dir}): {e}") from None
     return c
-    if ca_file is None and ca_dir is None:
-        ca_file = certifi.where()
-    try:
-        c.load_verify_locations(ca_file, ca_dir)
-    except (OSError, ssl.SSLError) as e:  # an OSError: the relay answers 502 with this message
-        raise OSError(f"cannot load trusted certificates (ssl_verify_upstream_trusted_ca={ca_file}, "
-                      f"ssl_verify_upstream_trusted_confdir={ca_dir}): {e}") from None
-    return c
 
 
 class _Reader(asyncio.StreamReader):
