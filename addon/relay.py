@@ -127,7 +127,13 @@ class Relay:
         if flow.response or flow.error or not flow.live or META + "chat_request" not in flow.metadata:
             return
         if STATE.server is None:
-            return  # not running (unit tests): mitmproxy talks to the provider itself
+            # The proxy accepts connections before the `running` hooks run: a request that came in
+            # meanwhile (a client waiting for the port) would go to the provider without the relay.
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return  # not a running proxy (unit tests): mitmproxy talks to the provider itself
+            self.running()
         translate = ctx.master.addons.get("mimotranslate")
         route = translate.flow_routes.get(flow.id) if translate is not None else None
         if route is None:

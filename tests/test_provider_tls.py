@@ -34,6 +34,7 @@ def _ask(upstream, tmp_path, *sets: str) -> F.Answer:
         answer = F.call(px.port, F.responses_body(stream=False))
         log = px.log()
     assert "Traceback" not in log and KEY not in log, log[-3000:]
+    assert f"server connect 127.0.0.1:{upstream.port}" not in log  # the relay's TLS was tested, not mitmproxy's
     return answer
 
 

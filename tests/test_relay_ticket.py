@@ -1,5 +1,6 @@
 """The relay's ticket stays readable until its flow ends: mitmproxy may read the relay's head (and
-the translator make the Tee from the ticket) after the relay has finished writing the whole answer."""
+the translator make the Tee from the ticket) after the relay has finished writing the whole answer.
+And a request mitmproxy takes before the `running` hooks still gets a ticket."""
 
 from __future__ import annotations
 
@@ -89,3 +90,36 @@ def test_a_provider_error_after_the_stream_opened_reaches_a_tee_made_after_the_r
     assert "9999999 tokens" in error["message"], error  # the provider's own words, mapped, not a generic failure
     assert error["code"] == "context_length_exceeded", error
     assert not any("keep-alive" in json.dumps(e) for e in events)  # the relay's prefix was not taken for provider output
+
+
+def test_a_request_taken_before_the_running_hook_still_goes_through_the_relay(monkeypatch):
+    # mitmproxy accepts connections before it runs the `running` hooks: a client waiting for the port
+    # (a service's first request, a test) got its request sent to the provider by mitmproxy itself.
+    monkeypatch.setenv("MIMO_API_KEY", KEY)
+    translate, rel = MimoTranslate(), relay.Relay()
+    loop = asyncio.new_event_loop()
+    saved = relay.STATE.server, relay.STATE.port, relay.STATE.sock
+    relay.STATE.server = None
+    try:
+        with taddons.context(translate, rel) as tctx:
+            tctx.configure(translate, mimo_base_url="https://api.example.test/v1")
+
+            async def before_running() -> http.HTTPFlow:
+                flow = responses_flow(codex_body())
+                translate.request(flow)
+                rel.request(flow)  # no `running` hook yet
+                return flow
+
+            flow = loop.run_until_complete(before_running())
+            assert relay.STATE.server is not None
+            assert (flow.request.host, flow.request.port) == ("127.0.0.1", relay.STATE.port)
+            assert flow.metadata["m2c.upstream_url"] == "https://api.example.test/v1/chat/completions"
+            rel.error(flow)
+            assert not relay.STATE.tickets
+    finally:
+        if relay.STATE.server is not None and relay.STATE.server is not saved[0]:
+            relay.STATE.server.cancel()
+            loop.run_until_complete(asyncio.gather(relay.STATE.server, return_exceptions=True))
+            relay.STATE.sock.close()
+        loop.close()
+        relay.STATE.server, relay.STATE.port, relay.STATE.sock = saved
