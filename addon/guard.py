@@ -87,6 +87,15 @@ class Guard:
                 raise exceptions.OptionsError(f"mimo_max_body: {e}") from None
         if "mimo_stream_idle_timeout" in updated and ctx.options.mimo_stream_idle_timeout < 0:
             raise exceptions.OptionsError("mimo_stream_idle_timeout must be >= 0")
+        if "stream_large_bodies" in updated and ctx.options.stream_large_bodies:
+            # mitmproxy would send a request over that size on as it arrives, headers first, before any hook
+            # has its body (and it turns streaming back on mid-body): Codex's Responses request would reach
+            # the provider untranslated. No per-flow switch exists. An error logged here stops the proxy at
+            # start-up (mitmproxy's errorcheck); anywhere else the option is switched off.
+            log.error("--set stream_large_bodies=%s cannot be used with mimo2codex: a streamed request would reach "
+                      "the provider untranslated (the translator needs the whole body). Leave it unset; "
+                      "mimo_max_body limits requests.", ctx.options.stream_large_bodies)
+            ctx.options.update(stream_large_bodies=None)
         if "proxy_debug" in updated and getattr(ctx.options, "proxy_debug", False):
             log.warning("proxy_debug logs the raw bytes sent upstream, the provider's API key included: "
                         "do not share this log.")
@@ -297,7 +306,8 @@ class Guard:
         except (OSError, StopIteration, ValueError):
             rss = -1
         return {"turns": len(getattr(t, "turns", ())), "streams": len(getattr(t, "tees", ())),
-                "watched": len(self.watched), "tasks": len(asyncio.all_tasks()),
+                "watched": len(self.watched), "relayed": len(relay.STATE.tickets) + len(relay.STATE.live),
+                "tasks": len(asyncio.all_tasks()),
                 "connections": len(ctx.master.addons.get("proxyserver").connections), "rss_kb": rss}
 
 

@@ -42,7 +42,7 @@ from addon import keyguard  # noqa: E402
 from addon import reloading  # noqa: E402
 from addon import rules_watch  # noqa: E402
 from addon import webguard  # noqa: E402
-from addon import recorder, relay, replay, views  # noqa: E402,F401  (importing views registers the contentviews)
+from addon import provider_http, recorder, relay, replay, views  # noqa: E402,F401  (importing views registers the contentviews)
 from addon.tee import Tee  # noqa: E402
 
 log = logging.getLogger("mimo2codex")
@@ -258,8 +258,7 @@ class MimoTranslate:
         if connection:  # mitmproxy reads this same request's header to decide whether to close the client connection
             req.headers["connection"] = connection
         req.url = rules_.chat_url(route.base_url)  # one assignment fixes scheme, host, port and path
-        default_port = {"http": 80, "https": 443}.get(req.scheme)
-        req.headers["host"] = req.host if req.port == default_port else f"{req.host}:{req.port}"
+        req.headers["host"] = provider_http.hostport(req.scheme, req.host, req.port)
         if key:
             req.headers[rules_.auth_header] = rules_.auth_value(key)
         req.content = payload

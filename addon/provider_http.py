@@ -5,20 +5,73 @@ arrived before it."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 import ssl
+import zlib
 from urllib.parse import urlsplit
 
+import certifi
 from mitmproxy import ctx
 
 from mimo2codex import __version__
 
 POOL_MAX = 8  # idle provider connections kept per host
 # Module level: a reload of addon/mimo.py keeps the idle connections.
-POOL: dict[tuple[str, str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+POOL: dict[tuple, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
 
 
 def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def hostport(scheme: str, host: str, port: int) -> str:
+    """The authority of a URL and a Host header: an IPv6 literal in brackets, the default port left out.
+
+    mitmproxy's own (`Request.url`, its Host header update) leaves `::1` bare, which no parser reads back.
+    """
+    host = f"[{host}]" if ":" in host else host
+    return host if port == {"http": 80, "https": 443}.get(scheme) else f"{host}:{port}"
+
+
+def trust(host: str) -> tuple[bool, str | None, str | None, str | None]:
+    """The options mitmproxy connects to its own upstreams with (addons/tlsconfig.py tls_start_server):
+    ssl_insecure, the trusted CAs, and the client certificate for `host` (client_certs: a file, or a
+    folder of <host>.pem)."""
+    o = ctx.options
+    cert = None
+    if o.client_certs:
+        certs = os.path.expanduser(o.client_certs)
+        cert = certs if os.path.isfile(certs) else os.path.join(certs, f"{host}.pem")
+        cert = cert if os.path.isfile(cert) else None
+    return bool(o.ssl_insecure), o.ssl_verify_upstream_trusted_ca, o.ssl_verify_upstream_trusted_confdir, cert
+
+
+@functools.lru_cache(16)  # one per option set: building a context and loading a CA bundle takes milliseconds
+def tls_context(insecure: bool, ca_file: str | None, ca_dir: str | None, cert: str | None = None) -> ssl.SSLContext:
+    """The relay's TLS client, trusting what mitmproxy trusts (net/tls.py create_proxy_server_context):
+    certifi's bundle unless ssl_verify_upstream_trusted_ca/_confdir name others, nothing checked with
+    ssl_insecure. Not the system store: a provider mitmproxy accepts must be accepted here too, and a
+    CA added only for mitmproxy (a local gateway's) too. Errors are OSErrors: the relay answers 502
+    with their message."""
+    c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cert:
+        try:
+            c.load_cert_chain(cert)  # key and chain in one file, as mitmproxy reads it
+        except (OSError, ssl.SSLError) as e:
+            raise OSError(f"cannot load TLS client certificate {cert} (client_certs): {e}") from None
+    if insecure:
+        c.check_hostname = False
+        c.verify_mode = ssl.CERT_NONE
+        return c
+    if ca_file is None and ca_dir is None:
+        ca_file = certifi.where()
+    try:
+        c.load_verify_locations(ca_file, ca_dir)
+    except (OSError, ssl.SSLError) as e:
+        raise OSError(f"cannot load trusted certificates (ssl_verify_upstream_trusted_ca={ca_file}, "
+                      f"ssl_verify_upstream_trusted_confdir={ca_dir}): {e}") from None
+    return c
 
 
 class _Reader(asyncio.StreamReader):
@@ -45,10 +98,10 @@ class Exchange:
         u = urlsplit(url)
         https = u.scheme == "https"
         port = u.port or (443 if https else 80)
-        key = (u.scheme, u.hostname or "", port)
+        # The trust options in the key: a connection verified under other ones is not reused.
+        key = (u.scheme, u.hostname or "", port, trust(u.hostname or "") if https else None)
         target = (u.path or "/") + (f"?{u.query}" if u.query else "")
-        host = u.hostname if port == (443 if https else 80) else f"{u.hostname}:{port}"
-        lines = [f"POST {target} HTTP/1.1", f"host: {host}", f"content-length: {len(body)}"]
+        lines = [f"POST {target} HTTP/1.1", f"host: {hostport(u.scheme, u.hostname or '', port)}", f"content-length: {len(body)}"]
         lines += [f"{k}: {v}" for k, v in headers]
         if not any(k.lower() == "user-agent" for k, _ in headers):
             lines.append(f"user-agent: mimo2codex/{__version__}")
@@ -67,12 +120,7 @@ class Exchange:
             except BaseException:  # cancelled (client gone, timeout): close it, or the provider keeps generating
                 writer.close()
                 raise
-        ssl_ctx = None
-        if https:
-            ssl_ctx = ssl.create_default_context()
-            if getattr(ctx.options, "ssl_insecure", False):
-                ssl_ctx.check_hostname = False
-                ssl_ctx.verify_mode = ssl.CERT_NONE
+        ssl_ctx = tls_context(*key[3]) if https else None
         loop = asyncio.get_running_loop()
         reader = _Reader(limit=2**20, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
@@ -92,9 +140,11 @@ class Exchange:
         for part in raw:
             writer.write(part)
         await writer.drain()
-        head = await reader.readuntil(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
+        status = 100
+        while 100 <= status < 200 and status != 101:  # interim answers (100 Continue, 103 Early Hints) precede the real one
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split(" ", 2)[1])
         headers: dict[str, str] = {}
         for line in lines[1:]:
             if ":" in line:
@@ -131,15 +181,35 @@ class Exchange:
             return
         self.reusable = h.get("connection", "").lower() != "close"
 
+    async def decoded(self):
+        """The body without its content-encoding: the relay asks for `identity` (the translated request's
+        accept-encoding), but a server may compress anyway, and the relay's own head to mitmproxy names none."""
+        enc = self.headers.get("content-encoding", "identity").strip().lower()
+        if enc == "identity":
+            async for data in self.body():
+                yield data
+            return
+        if enc not in ("gzip", "x-gzip", "deflate"):
+            raise ValueError(f"the provider answered with content-encoding {enc!r}, which mimo2codex does not decode")
+        d = zlib.decompressobj(32 + zlib.MAX_WBITS)  # gzip or zlib header, told apart by the data
+        try:
+            async for data in self.body():
+                if out := d.decompress(data):  # never b"": as a chunk it would end the body
+                    yield out
+            if out := d.flush():
+                yield out
+        except zlib.error as e:
+            raise ValueError(f"the provider's {enc} body does not decode: {e}") from None
+
     async def framed(self):
         """The body as HTTP/1.1 chunked bytes, ending with the last chunk.
 
         A chunked provider's own framing passes through as read (one read may hold many events, and
         nothing is decoded and encoded again); the relay only follows it to find the end. Other
-        bodies are wrapped in chunks.
+        bodies, and compressed ones (decoded first), are wrapped in chunks.
         """
-        if "chunked" not in self.headers.get("transfer-encoding", "").lower():
-            async for data in self.body():
+        if "chunked" not in self.headers.get("transfer-encoding", "").lower() or "content-encoding" in self.headers:
+            async for data in self.decoded():
                 yield chunk(data)
             yield b"0\r\n\r\n"
             return

@@ -101,7 +101,10 @@ class _State:
         self.sock: socket.socket | None = None  # its listening socket
         self.port = 0
         self.tickets: dict[str, Ticket] = {}  # ticket -> request not yet picked up
-        self.live: dict[str, Ticket] = {}  # flow id -> request being relayed
+        # flow id -> request picked up, until the flow ends (Relay.response/error): not when the relay
+        # is done writing, since mitmproxy may read that head (and make the Tee, which needs the ticket's
+        # prefix and failure) after the relay has finished.
+        self.live: dict[str, Ticket] = {}
 
 
 STATE = _State()
@@ -140,7 +143,13 @@ class Relay:
         if flow.response or flow.error or not flow.live or META + "chat_request" not in flow.metadata:
             return
         if STATE.server is None:
-            return  # not running (unit tests): mitmproxy talks to the provider itself
+            # The proxy accepts connections before the `running` hooks run: a request that came in
+            # meanwhile (a client waiting for the port) would go to the provider without the relay.
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return  # not a running proxy (unit tests): mitmproxy talks to the provider itself
+            self.running()
         translate = ctx.master.addons.get("mimotranslate")
         route = translate.flow_routes.get(flow.id) if translate is not None else None
         if route is None:
@@ -151,15 +160,17 @@ class Relay:
         if req.headers.get(name, secrets.REDACTED) != secrets.REDACTED:
             credential = (name, req.headers[name])
             req.headers[name] = secrets.REDACTED  # the flow shows that it is sent, never what
+        # Not req.url: mitmproxy writes an IPv6 host without its brackets there.
+        url = f"{req.scheme}://{provider_http.hostport(req.scheme, req.host, req.port)}{req.path}"
         ticket = pysecrets.token_urlsafe(24)
-        t = STATE.tickets[ticket] = Ticket(req.url, route.rules, bool(flow.metadata.get(META + "stream")), flow, credential)
+        t = STATE.tickets[ticket] = Ticket(url, route.rules, bool(flow.metadata.get(META + "stream")), flow, credential)
         if _unseen():
             # The body stays in the ticket while mitmproxy sends the request: the relay would only read it back
             # (a second loopback transfer of every request: ~9 ms at 4 MB, ~35 ms at 16 MB). The relay puts
             # it back on the flow as soon as it picks the ticket up (a few ms later), or _forget does.
             t.body, req.raw_content = req.raw_content or b"", b""
             req.headers["content-length"] = "0"
-        flow.metadata[META + "upstream_url"] = req.url
+        flow.metadata[META + "upstream_url"] = url
         # Not `req.url = ...`: its URL parse costs some 30 µs per request; the path stays as it is.
         req.scheme, req.host, req.port = "http", "127.0.0.1", STATE.port
         req.headers["host"] = f"127.0.0.1:{STATE.port}"
@@ -173,6 +184,8 @@ class Relay:
 
     @staticmethod
     def _forget(flow: http.HTTPFlow) -> None:
+        """Every flow ends in `response` or `error` (killed ones too): the ticket, used or not, goes."""
+        STATE.live.pop(flow.id, None)
         ticket = STATE.tickets.pop(flow.request.headers.get(TICKET_HEADER, ""), None)
         if ticket is not None:  # never picked up (the relay unreachable, answered by another addon)
             ticket.restore()
@@ -218,10 +231,14 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                     headers.append((k.strip(), v.strip()))
             low = {k.lower(): v for k, v in headers}
             # The ticket before the body: a local process without one must not make us read (and hold) anything.
-            ticket = STATE.tickets.pop(low.get(TICKET_HEADER, ""), None)
-            if ticket is None:
+            # And only from its own flow's connection: mitmweb shows an intercepted flow's ticket before
+            # mitmproxy sends it, and whoever reads it there must not spend the key (nor use it up).
+            name = low.get(TICKET_HEADER, "")
+            ticket = STATE.tickets.get(name)
+            if ticket is None or not _from_its_flow(ticket, writer):
                 _answer(writer, 403, b'{"error":{"message":"mimo2codex relay: unknown or used ticket"}}', close=True)
                 return
+            del STATE.tickets[name]
             held = ticket.body is not None  # held back in Relay.request: mitmproxy sent the head alone
             body = ticket.restore()
             if low.get("content-length", "0") != ("0" if held else str(len(body))):
@@ -237,7 +254,6 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
             finally:
                 gone.cancel()
                 await asyncio.gather(gone, return_exceptions=True)  # its read must end before the next one
-                STATE.live.pop(ticket.flow.id, None)
                 if not work.done():  # mitmproxy closed the connection: the client hung up or the watchdog fired
                     work.cancel()
                     await asyncio.gather(work, return_exceptions=True)
@@ -264,6 +280,14 @@ async def _drop(reader: asyncio.StreamReader, n: int) -> None:
         if not data:
             raise asyncio.IncompleteReadError(b"", n)
         n -= len(data)
+
+
+def _from_its_flow(ticket: Ticket, writer: asyncio.StreamWriter) -> bool:
+    """The request comes over the connection mitmproxy opened for the ticket's flow (its local address
+    is the relay's peer: no other socket can hold it while that connection is open)."""
+    ours = ticket.flow.server_conn.sockname
+    peer = writer.get_extra_info("peername")
+    return bool(ours and peer) and tuple(ours[:2]) == tuple(peer[:2])
 
 
 def _answer(writer: asyncio.StreamWriter, status: int, body: bytes, ctype: str = "application/json",
@@ -338,7 +362,7 @@ async def _relay(t: Ticket, headers: list[tuple[str, str]], body: bytes, writer:
                     if transport.get_write_buffer_size() > high or transport.is_closing():
                         await writer.drain()
                 return
-            err = b"".join([d async for d in up.body()])
+            err = b"".join([d async for d in up.decoded()])
         finally:
             up.release()
         mapped = errors.map_upstream(rules_, up.status, err, up.headers)

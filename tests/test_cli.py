@@ -217,6 +217,15 @@ def test_record_into_a_path_that_cannot_be_a_folder_is_one_line(tmp_path):
     assert r.returncode != 0 and "cannot write a flow file at" in r.stderr and "Traceback" not in r.stdout + r.stderr, r.stderr
 
 
+def test_show_of_a_directory_says_so_and_names_its_files(tmp_path):
+    empty = run("show", str(tmp_path))
+    assert empty.returncode != 0 and f"{tmp_path} is a directory, not a flow file" in empty.stderr, empty.stderr
+    (tmp_path / "monday.mitm").write_bytes(b"")
+    r = run("show", str(tmp_path))
+    assert r.returncode != 0 and "is a directory" in r.stderr and "monday.mitm" in r.stderr, r.stderr
+    assert "no such flow file" not in r.stderr and "Traceback" not in r.stderr
+
+
 @pytest.mark.parametrize("args, says", [(["doctor", "--timeout", "-1"], "--timeout: must be more than 0"),
                                         (["doctor", "--timeout", "inf"], "--timeout: must be more than 0"),
                                         (["replay", "s.mitm", "--pace", "-5"], "--pace: must be 0 or more")])

@@ -163,3 +163,19 @@ def test_doctor_all_good_then_one_thing_wrong(tmp_path):
     assert bad.returncode == 1 and "refused the key" in bad.stdout and "1 problem found" in bad.stdout
     for r in (good, bad):
         assert KEY not in r.stdout + r.stderr and "sk-not-the-key" not in r.stdout + r.stderr and "Traceback" not in r.stderr
+
+
+def test_fix_lines_pick_the_rules_file_that_was_given_not_the_bundled_provider(tmp_path, capsys):
+    from mimo2codex.cli import commands
+
+    own = tmp_path / "my rules.yaml"  # a user's copy: its provider id is still "mimo"
+    own.write_text((Path(rules.RULES_DIR) / "mimo.yaml").read_text())
+    assert rules.load(own).provider == "mimo"
+    assert doctor.selector(str(own), rules.load(own)) == f"--rules '{own}'"
+    assert doctor.selector("deepseek", rules.load("deepseek")) == "--provider deepseek"
+    assert doctor.selector(None, MIMO) == "--provider mimo"
+    args = commands.parser().parse_args(["doctor", "--rules", str(own), "--base-url", "http://127.0.0.1:9/v1",
+                                         "--port", "9", "--timeout", "1"])
+    doctor.run(args, environ={"CODEX_HOME": str(tmp_path / "nowhere")}, codex_path=str(tmp_path))
+    fixes = [line for line in capsys.readouterr().out.splitlines() if "print-config" in line or "setup-codex" in line]
+    assert len(fixes) == 2 and all(f"--rules '{own}'" in line and "--provider" not in line for line in fixes), fixes

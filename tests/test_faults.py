@@ -53,7 +53,7 @@ class Proxied:
             pending, _ = self.upstream.pending, self.upstream.reset()
             assert pending == 0, f"{pending} scripted upstream answers left over"
         s = F.wait_idle(self.port, tasks=self.baseline_tasks)
-        assert (s["turns"], s["streams"], s["watched"]) == (0, 0, 0), s
+        assert (s["turns"], s["streams"], s["watched"], s["relayed"]) == (0, 0, 0, 0), s
         if self.baseline_tasks is not None:
             assert s["tasks"] <= self.baseline_tasks, f"asyncio tasks leaked: {s} (baseline {self.baseline_tasks})"
         log = self.log()

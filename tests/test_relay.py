@@ -47,7 +47,7 @@ def mimo(chain, proxy):
     yield fake
     assert fake.pending == 0, "a scripted upstream answer was never asked for"
     s = F.wait_idle(proxy.port)
-    assert (s["turns"], s["streams"], s["watched"]) == (0, 0, 0), s
+    assert (s["turns"], s["streams"], s["watched"], s["relayed"]) == (0, 0, 0, 0), s
     log = proxy.log()
     assert "Traceback" not in log and KEY not in log, log[-3000:]
 

@@ -72,7 +72,7 @@ def test_a_request_in_flight_is_translated_by_the_reloaded_addon(reloadable):
     rewrite(script, GOOD, 2)
     wait_log(proxy, "was reloaded", 2)
     s = F.wait_idle(proxy.port)
-    assert (s["turns"], s["streams"], s["watched"]) == (0, 0, 0), s
+    assert (s["turns"], s["streams"], s["watched"], s["relayed"]) == (0, 0, 0, 0), s
     assert "Traceback" not in proxy.log()
 
 

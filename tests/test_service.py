@@ -143,6 +143,14 @@ def test_status_logs_uninstall_drive_systemctl_and_journalctl(tmp_path, capsys):
     secrets_file = tmp_path / ".config/mimo2codex/env"
     assert secrets_file.exists() and "--purge" in capsys.readouterr().out
     assert run("uninstall", "--purge") == 0 and not secrets_file.exists()
+    assert "nothing is installed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("platform", ["linux", "macos"])
+def test_uninstall_with_nothing_installed_drives_no_service_manager(tmp_path, capsys, platform):
+    runner = Recorder()
+    assert service.run(parse("uninstall", "--platform", platform), home=tmp_path, environ={}, runner=runner) == 0
+    assert runner.calls == [] and "nothing is installed" in capsys.readouterr().out
 
 
 def test_launchd_plist_sources_the_key_file_and_holds_no_secret(tmp_path):

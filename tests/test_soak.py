@@ -148,7 +148,7 @@ def test_soak(tmp_path):
               f"end {rss['end'] / 1024:.1f} MB; {dict(results)}")
         assert not wrong, f"{len(wrong)} unexpected answers, e.g. {wrong[:5]}"
         assert done >= MIN_DONE, f"only {done} requests in {SECONDS}s"
-        assert (end["turns"], end["streams"], end["watched"]) == (0, 0, 0), end
+        assert (end["turns"], end["streams"], end["watched"], end["relayed"]) == (0, 0, 0, 0), end
         assert end["tasks"] <= baseline_tasks, f"asyncio tasks leaked: {end} vs {baseline_tasks}"
         assert (rss["end"] - rss["warm"]) / 1024 < RSS_GROWTH_MB, rss
         cancelled = sum(1 for r in fake.chat_requests if r.cancelled)

@@ -382,3 +382,46 @@ def test_fixed_token_for_a_service_is_never_printed(tmp_path):
         finally:
             w.stop()
     assert "?token=" not in w.log() and password not in w.log()
+
+
+# -- attack: an intercepted flow's relay ticket ---------------------------------------------------
+
+def test_an_intercepted_flows_ticket_cannot_be_spent_by_whoever_reads_it(tmp_path):
+    """While a flow is held in mitmweb its request shows the relay ticket: a token holder (or any local
+    process it is passed to) must not get the key spent with it, nor use it up before the flow resumes."""
+    import threading
+
+    fake = FakeMimo(keys=(KEY,)).start()
+    w = start(tmp_path, fake, "mitmweb -s addon/mimo.py")
+    try:
+        assert _options_put(w, {"intercept": "~q & ~u chat/completions"})[0] == 200  # held before it is sent
+        fake.queue({"text": "the owner's answer"})
+        answers: list = []
+        def ask():
+            try:
+                answers.append(call(w.port, responses_body("the owner's prompt"), timeout=60))
+            except BaseException as e:
+                answers.append(e)
+
+        client = threading.Thread(target=ask)
+        client.start()
+        deadline, held = time.monotonic() + 20, None
+        while held is None and time.monotonic() < deadline:
+            held = next((f for f in json.loads(w.request("GET", "/flows")[1]) if f.get("intercepted")), None)
+            time.sleep(0.05)
+        assert held is not None, w.log()[-2000:]
+        ticket = dict(held["request"]["headers"])["x-m2c-ticket"]
+        body = json.dumps({"model": "mimo-v2.6-pro", "messages": [{"role": "user", "content": "the thief's prompt"}]}).encode()
+        with socket.create_connection((held["request"]["host"], held["request"]["port"]), timeout=10) as s:
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-m2c-ticket: " + ticket.encode()
+                      + b"\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+            stolen = s.recv(65536)
+        assert stolen.startswith(b"HTTP/1.1 403"), stolen[:300]
+        assert w.request("POST", f"/flows/{held['id']}/resume")[0] == 200
+        client.join(60)
+        assert answers and check_answer(answers[0])[0] == "completed", (answers, w.log()[-3000:])  # not used up by the thief
+        prompts = [json.dumps(r.body) for r in fake.chat_requests]
+        assert len(prompts) == 1 and "owner's prompt" in prompts[0] and not any("thief" in p for p in prompts)
+    finally:
+        w.stop()
+        fake.stop()

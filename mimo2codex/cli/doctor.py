@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -115,10 +116,18 @@ def port(host: str, port_: int, token: str, timeout: float) -> Check:
     return Check(True, what)
 
 
-def codex_config(home: Path, r: rules.Rules, proxy_url: str, token: str) -> tuple[Check, dict]:
+def selector(spec: str | None, r: rules.Rules) -> str:
+    """The flag that picks these rules again in a fix line: a rules file by its path, a bundled one by name
+    (`--provider mimo` for a user's own file whose provider is mimo would check the wrong rules)."""
+    if spec and rules.resolve_path(spec).resolve().parent != paths.RULES_DIR.resolve():
+        return f"--rules {shlex.quote(spec)}"
+    return f"--provider {r.provider}"
+
+
+def codex_config(home: Path, r: rules.Rules, proxy_url: str, token: str, select: str = "") -> tuple[Check, dict]:
     """config.toml selects a provider whose base_url is this proxy, with wire_api "responses"; its auth is in place."""
     path = home / "config.toml"
-    fix = f"{paths.COMMAND} print-config --provider {r.provider} (or setup-codex) and put its lines in {path}"
+    fix = f"{paths.COMMAND} print-config {select or selector(None, r)} (or setup-codex) and put its lines in {path}"
     if not path.is_file():
         return Check(False, f"{path} does not exist", fix), {}
     try:
@@ -162,9 +171,10 @@ def same_url(a: object, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-def catalog(home: Path, r: rules.Rules, config: dict) -> Check:
+def catalog(home: Path, r: rules.Rules, config: dict, select: str = "") -> Check:
     """The model catalog config.toml names exists and lists the configured model (Codex then offers apply_patch)."""
-    fix = f"{paths.COMMAND} setup-codex --provider {r.provider} (writes it as {catalog_path(home, r.provider)} and the config line)"
+    fix = (f"{paths.COMMAND} setup-codex {select or selector(None, r)} "
+           f"(writes it as {catalog_path(home, r.provider)} and the config line)")
     name = config.get(CATALOG_KEY)
     if not name:
         return Check(False, f"no {CATALOG_KEY} in config.toml: Codex falls back to metadata without apply_patch", fix)
@@ -236,8 +246,9 @@ def run(args: argparse.Namespace, environ: dict | None = None, codex_path: str |
     print(f"mimo2codex doctor: provider {r.provider}, proxy {url}, Codex home {home}")
     checks = [versions(), key(r, env), upstream(r, base_url, env.get(r.auth_env, "").strip(), args.timeout),
               port(args.host, args.port, token, args.timeout)]
-    config_check, config = codex_config(home, r, url, token)
-    checks += [config_check, catalog(home, r, config), codex_cli(codex_path)]
+    select = selector(args.rules, r)
+    config_check, config = codex_config(home, r, url, token, select)
+    checks += [config_check, catalog(home, r, config, select), codex_cli(codex_path)]
     for c in checks:
         print(f"{mark(c.ok)} {c.what}")
         if not c.ok and c.fix:

@@ -313,16 +313,18 @@ def install(args, home: Path, env: Mapping[str, str], runner: Runner) -> int:
 
 def uninstall(args, home: Path, env: Mapping[str, str], runner: Runner) -> int:
     m = manager(args.platform, home, env)
-    for step in m.unload:
-        runner(list(step))
-    existed = m.target.exists()
-    m.target.unlink(missing_ok=True)
-    for step in m.forget:
-        runner(list(step))
-    print(f"removed {m.target}" if existed else f"{m.target} was not installed")
+    if m.target.exists():
+        for step in m.unload:
+            runner(list(step))
+        m.target.unlink()
+        for step in m.forget:
+            runner(list(step))
+        print(f"removed {m.target}")
+    else:  # nothing to stop: systemctl/launchctl would only fail on a unit they never knew
+        print(f"nothing is installed ({m.target} does not exist)")
     secrets_file = env_file(home, env)
-    if args.purge:
-        secrets_file.unlink(missing_ok=True)
+    if args.purge and secrets_file.exists():
+        secrets_file.unlink()
         print(f"removed {secrets_file}")
     elif secrets_file.exists():
         print(f"kept {secrets_file} (holds the key; `service uninstall --purge` deletes it)")

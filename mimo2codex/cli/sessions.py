@@ -60,6 +60,10 @@ def _flowfile():
 
 
 def _exchanges(path: str):
+    if Path(path).is_dir():
+        names = sorted(p.name for p in Path(path).iterdir() if p.is_file() and not p.name.startswith("."))
+        inside = f"; files in it: {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}" if names else ", and it holds no file"
+        sys.exit(f"mimo2codex: {path} is a directory, not a flow file (`record FILE` writes one file){inside}")
     if not Path(path).is_file():
         sys.exit(f"mimo2codex: no such flow file: {path}")
     try:

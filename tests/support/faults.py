@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -45,6 +46,13 @@ def chat_chunk(content: str | None = None, finish: str | None = None, reasoning:
     return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
 
+def completion(text: str) -> bytes:
+    """A provider's whole (non-stream) Chat Completions answer saying `text`."""
+    return json.dumps({"id": "c" * 32, "object": "chat.completion", "created": 1, "model": "mimo-v2.6-pro",
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}).encode()
+
+
 def whole(status: int, ctype: str, body: bytes) -> list:
     """Steps for a complete Content-Length answer."""
     return [("send", head(status, ctype, chunked=False, length=len(body)) + body)]
@@ -65,23 +73,27 @@ class RawUpstream:
 
     default: list = field(default_factory=lambda: whole(200, "application/json", b"{}"))
     requests: list[Seen] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None  # HTTPS with this server context (tests/support/tlsca.py)
+    bind: str = "127.0.0.1"  # "::1": a provider on IPv6 loopback
 
     def __post_init__(self) -> None:
         self._scripts: list[list] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._sock = socket.socket()
+        self._sock = socket.socket(socket.AF_INET6 if ":" in self.bind else socket.AF_INET)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        self._sock.bind((self.bind, 0))
         self._sock.listen(256)
         self._sock.settimeout(0.2)
         self.port = self._sock.getsockname()[1]
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self.open_connections = 0
+        self.handshake_failures = 0
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        host = f"[{self.bind}]" if ":" in self.bind else self.bind
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/v1"
 
     def start(self) -> "RawUpstream":
         self._thread.start()
@@ -124,6 +136,12 @@ class RawUpstream:
         buf = b""
         try:
             conn.settimeout(30)
+            if self.tls is not None:  # a refused handshake is an OSError: counted in `handshake_failures`
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except OSError:
+                    self.handshake_failures += 1
+                    raise
             while not self._stop.is_set():
                 while b"\r\n\r\n" not in buf:
                     data = conn.recv(65536)
@@ -391,7 +409,7 @@ def wait_idle(port: int, timeout: float = 5.0, tasks: int | None = None) -> dict
     while True:
         s = stats(port)
         # The stats request itself is one flow in flight and holds one connection.
-        idle = s["turns"] == 0 and s["streams"] == 0 and s["watched"] == 0
+        idle = s["turns"] == 0 and s["streams"] == 0 and s["watched"] == 0 and s["relayed"] == 0
         if idle and (tasks is None or s["tasks"] <= tasks):
             return s
         if time.monotonic() > end:

@@ -1,0 +1,81 @@
+"""The relay's HTTPS client trusts what mitmproxy trusts: certifi's bundle, or the CA named by
+`ssl_verify_upstream_trusted_ca`, nothing checked with `ssl_insecure`; and it presents mitmproxy's
+`client_certs` (a real mitmdump each)."""
+
+from __future__ import annotations
+
+import pytest
+
+from addon import provider_http
+from mimo2codex import proxyproc
+from tests.support import faults as F
+from tests.support import tlsca
+
+pytestmark = pytest.mark.e2e
+
+KEY = "sk-tls-test-key-41d0c7"
+COMPLETION = F.completion("over tls")
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory):
+    return tlsca.make(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def upstream(ca):
+    up = F.RawUpstream(default=F.whole(200, "application/json", COMPLETION), tls=ca[1]).start()
+    yield up
+    up.stop()
+
+
+def _ask(upstream, tmp_path, *sets: str) -> F.Answer:
+    with proxyproc.start(upstream.base_url, key=KEY, sets=sets, log_path=tmp_path / "mitmdump.log") as px:
+        answer = F.call(px.port, F.responses_body(stream=False))
+        log = px.log()
+    assert "Traceback" not in log and KEY not in log, log[-3000:]
+    assert f"server connect 127.0.0.1:{upstream.port}" not in log  # the relay's TLS was tested, not mitmproxy's
+    return answer
+
+
+def test_a_provider_certificate_from_an_unknown_ca_is_refused(upstream, tmp_path):
+    a = _ask(upstream, tmp_path)
+    kind, status, message = F.check_answer(a)
+    assert (kind, status) == ("http", "502") and "certificate verify failed" in message.lower(), message
+    assert upstream.handshake_failures >= 1 and not upstream.requests  # nothing, the key least of all, was sent
+
+
+def test_the_ca_mitmproxy_is_told_to_trust_is_trusted_by_the_relay(upstream, ca, tmp_path):
+    a = _ask(upstream, tmp_path, f"ssl_verify_upstream_trusted_ca={ca[0]}")
+    assert F.check_answer(a)[0] == "completed" and F.output_text(a) == "over tls"
+    assert f"bearer {KEY}".encode() in upstream.requests[0].head.lower()
+
+
+def test_ssl_insecure_accepts_any_certificate(upstream, tmp_path):
+    a = _ask(upstream, tmp_path, "ssl_insecure=true")
+    assert F.check_answer(a)[0] == "completed" and F.output_text(a) == "over tls"
+
+
+def test_a_provider_asking_for_a_client_certificate_gets_the_one_client_certs_names(tmp_path):
+    ca_path, server = tlsca.make(tmp_path, require_client=True)
+    up = F.RawUpstream(default=F.whole(200, "application/json", COMPLETION), tls=server).start()
+    try:
+        trusted = f"ssl_verify_upstream_trusted_ca={ca_path}"
+        kind, status, message = F.check_answer(_ask(up, tmp_path, trusted))
+        assert (kind, status) == ("http", "502") and not up.requests, message
+        for certs in (tmp_path / "client.pem", tmp_path):  # the file, or a folder of <host>.pem
+            if certs == tmp_path:
+                (tmp_path / "127.0.0.1.pem").write_bytes((tmp_path / "client.pem").read_bytes())
+            a = _ask(up, tmp_path, trusted, f"client_certs={certs}")
+            assert F.check_answer(a)[0] == "completed" and F.output_text(a) == "over tls"
+    finally:
+        up.stop()
+
+
+def test_the_tls_context_is_made_once_per_option_set(ca):
+    assert provider_http.tls_context(False, str(ca[0]), None) is provider_http.tls_context(False, str(ca[0]), None)
+    assert provider_http.tls_context(True, None, None) is not provider_http.tls_context(False, None, None)
+    with pytest.raises(OSError, match="cannot load trusted certificates"):
+        provider_http.tls_context(False, "/nonexistent/ca.pem", None)
+    with pytest.raises(OSError, match="cannot load TLS client certificate"):
+        provider_http.tls_context(False, None, None, str(ca[0]))  # a certificate without its key
