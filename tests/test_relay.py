@@ -294,6 +294,7 @@ def test_the_body_is_held_back_from_mitmproxy_and_put_back_on_the_flow():
         relay.STATE.tickets["t1"] = relay.Ticket("http://127.0.0.1:1/v1/chat/completions", None, True, flow, body=body)
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", relay.STATE.port)
+            flow.server_conn.sockname = writer.get_extra_info("sockname")  # the ticket is bound to its flow's connection
             writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nx-m2c-ticket: t1\r\ncontent-length: "
                          + length + b"\r\n\r\n")
             answer = await asyncio.wait_for(reader.read(), 5)

@@ -1,0 +1,331 @@
+"""The relay server (see addon/relay.py) and the tickets it honours.
+
+For each request the relay:
+- sends the provider exactly the request the flow shows (headers the other addons set, such as
+  `x-m2c-replay`, included, on every attempt) plus the credential; the body never crosses the
+  loopback hop: `Relay.request` holds it back in the ticket while mitmproxy sends the head, and
+  picking the ticket up puts it back on the flow (`Ticket.restore`);
+- holds the client's response headers until the provider answers or `HOLD` seconds pass, so fast
+  errors stay HTTP errors (what Codex acts on, codex-responses.md §4);
+- once `HOLD` passes with the provider still silent (prefill) on a stream turn, answers
+  `200 text/event-stream` and writes a keep-alive chunk every `mimo_keepalive` seconds; the bytes
+  written before the provider's first one are counted in `Ticket.prefix`, and the translator's
+  Tee turns them into `response.created` then `response.in_progress` events (which Codex and the
+  SDKs read, and which reset Codex's idle timer) instead of recording them as provider output;
+- retries 429/5xx within the rules' budget while the client waits, and streams the retried
+  answer chunk by chunk like a first one; an error after the stream opened is handed to the Tee
+  (`Ticket.failure`) which ends the answer with `response.failed`;
+- cancels the provider request when mitmproxy closes the relay connection (client hung up, idle
+  watchdog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from mitmproxy import ctx, hooks, http
+
+from addon import provider_http
+from addon.provider_http import chunk
+from mimo2codex.translate import errors, secrets, upstream
+
+log = logging.getLogger("mimo2codex")
+
+META = "m2c."
+TICKET_HEADER = "x-m2c-ticket"
+HOLD = 1.0  # seconds the client's headers wait for the provider's first answer
+# Every translated flow in flight connects here at once (1024 streams: 1024 connects in a burst).
+# asyncio's default backlog of 100 overflowed, and the kernel then dropped handshakes it had
+# already completed for mitmproxy, which saw the request's connection reset before any answer.
+BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
+KEEPALIVE = b": keep-alive\n\n"
+HOP = {"host", "connection", "content-length", "transfer-encoding", "keep-alive", "te", "upgrade",
+       "proxy-connection", TICKET_HEADER}
+
+
+@dataclass
+class Ticket:
+    """One translated request the relay will send: decided by the translator, never by the caller."""
+
+    url: str
+    rules: Any
+    stream: bool
+    flow: http.HTTPFlow = field(repr=False)
+    credential: tuple[str, str] | None = field(default=None, repr=False)
+    prefix: int = 0  # keep-alive bytes written before the provider's first byte
+    opened: bool = False  # the client's response headers are out
+    attempt: int = 0  # provider requests sent so far
+    backoff: bool = False  # between a retryable error and the next attempt: not the provider's silence
+    failure: tuple[int, dict, bytes] | None = None  # provider error after the stream opened
+    content_type: str = ""  # of the provider's 200 answer
+    body: bytes | None = field(default=None, repr=False)  # the flow's body, held back from mitmproxy's send
+
+    def restore(self) -> bytes:
+        """Puts the held-back body back on the flow and returns it (once; later calls: the flow's body)."""
+        req = self.flow.request
+        if self.body is not None:
+            req.raw_content, self.body = self.body, None
+            req.headers["content-length"] = str(len(req.raw_content))
+            if ctx.master is not None:  # mitmweb shows the flow as it is again
+                ctx.master.addons.trigger(hooks.UpdateHook([self.flow]))
+        return req.raw_content or b""
+
+
+class _State:
+    """Module level: a reload of addon/mimo.py keeps the server and the requests in flight."""
+
+    def __init__(self) -> None:
+        self.server: asyncio.Task | None = None  # serve(), while the relay listens
+        self.sock: socket.socket | None = None  # its listening socket
+        self.port = 0
+        self.tickets: dict[str, Ticket] = {}  # ticket -> request not yet picked up
+        # flow id -> request picked up, until the flow ends (Relay.response/error): not when the relay
+        # is done writing, since mitmproxy may read that head (and make the Tee, which needs the ticket's
+        # prefix and failure) after the relay has finished.
+        self.live: dict[str, Ticket] = {}
+
+
+STATE = _State()
+
+
+def ticket_for(flow_id: str) -> Ticket | None:
+    return STATE.live.get(flow_id)
+
+
+
+
+async def serve(sock: socket.socket) -> None:
+    server = await asyncio.start_server(_handle, sock=sock)
+    try:
+        await asyncio.Event().wait()  # until done() cancels it
+    finally:
+        server.close()
+
+
+async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                return
+            lines = head.decode("latin-1").split("\r\n")
+            headers: list[tuple[str, str]] = []
+            for line in lines[1:]:
+                if ":" in line:
+                    k, v = line.split(":", 1)
+                    headers.append((k.strip(), v.strip()))
+            low = {k.lower(): v for k, v in headers}
+            # The ticket before the body: a local process without one must not make us read (and hold) anything.
+            # And only from its own flow's connection: mitmweb shows an intercepted flow's ticket before
+            # mitmproxy sends it, and whoever reads it there must not spend the key (nor use it up).
+            name = low.get(TICKET_HEADER, "")
+            ticket = STATE.tickets.get(name)
+            if ticket is None or not _from_its_flow(ticket, writer):
+                _answer(writer, 403, b'{"error":{"message":"mimo2codex relay: unknown or used ticket"}}', close=True)
+                return
+            del STATE.tickets[name]
+            held = ticket.body is not None  # held back in Relay.request: mitmproxy sent the head alone
+            body = ticket.restore()
+            if low.get("content-length", "0") != ("0" if held else str(len(body))):
+                _answer(writer, 400, b'{"error":{"message":"mimo2codex relay: bad content-length"}}', close=True)
+                return
+            if not held:  # the bytes mitmproxy sends are the flow's body: that very object goes on
+                await _drop(reader, len(body))
+            work = asyncio.create_task(_relay(ticket, headers, body, writer))
+            gone = asyncio.create_task(reader.read(1))
+            STATE.live[ticket.flow.id] = ticket
+            try:
+                await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+                await asyncio.gather(gone, return_exceptions=True)  # its read must end before the next one
+                if not work.done():  # mitmproxy closed the connection: the client hung up or the watchdog fired
+                    work.cancel()
+                    await asyncio.gather(work, return_exceptions=True)
+            if work.cancelled():
+                log.info("relay: client gone, provider request cancelled (%s)", ticket.flow.metadata.get(META + "model"))
+                return
+            if (e := work.exception()) is not None:
+                if not isinstance(e, (OSError, asyncio.IncompleteReadError, ValueError)):
+                    log.warning("relay: %r", e)
+                if not ticket.opened:  # a bare close would reach the client as mitmproxy's "server closed connection"
+                    with contextlib.suppress(OSError):
+                        await _fail(ticket, writer, 502, {}, _no_answer(ticket, e), [])
+                return  # after the head, the broken-off stream tells mitmproxy (and the Tee) so
+            if low.get("connection", "").lower() == "close":
+                return
+    finally:
+        writer.close()
+
+
+async def _drop(reader: asyncio.StreamReader, n: int) -> None:
+    """Reads n bytes without keeping them (readexactly gathered a 4 MB body into one more buffer)."""
+    while n:
+        data = await reader.read(min(n, 1 << 20))
+        if not data:
+            raise asyncio.IncompleteReadError(b"", n)
+        n -= len(data)
+
+
+def _from_its_flow(ticket: Ticket, writer: asyncio.StreamWriter) -> bool:
+    """The request comes over the connection mitmproxy opened for the ticket's flow (its local address
+    is the relay's peer: no other socket can hold it while that connection is open)."""
+    ours = ticket.flow.server_conn.sockname
+    peer = writer.get_extra_info("peername")
+    return bool(ours and peer) and tuple(ours[:2]) == tuple(peer[:2])
+
+
+def _answer(writer: asyncio.StreamWriter, status: int, body: bytes, ctype: str = "application/json",
+            extra: dict | None = None, close: bool = False) -> None:
+    head = [f"HTTP/1.1 {status} {http.status_codes.RESPONSES.get(status, '')}", f"content-type: {ctype}",
+            f"content-length: {len(body)}"]
+    head += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    if close:
+        head.append("connection: close")
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+
+
+def _stream_head(ctype: str) -> bytes:
+    return f"HTTP/1.1 200 OK\r\ncontent-type: {ctype}\r\ntransfer-encoding: chunked\r\n\r\n".encode("latin-1")
+
+
+async def _relay(t: Ticket, headers: list[tuple[str, str]], body: bytes, writer: asyncio.StreamWriter) -> None:
+    send = [(k, v) for k, v in headers if k.lower() not in HOP]
+    if t.credential:
+        name = t.credential[0].lower()
+        send = [(k, v) for k, v in send if k.lower() != name] + [t.credential]
+    rules_ = t.rules
+    budget = float(rules_.retry["max_wait"])
+    tries: list[str] = []
+    flow = t.flow
+    for attempt in range(1, int(rules_.retry["attempts"]) + 2):
+        t.attempt = attempt
+        pending = asyncio.create_task(provider_http.Exchange.open(t.url, send, body))
+        deadline = time.monotonic() + ctx.options.mimo_upstream_timeout
+        try:
+            while True:
+                wait = HOLD if not t.opened else ctx.options.mimo_keepalive
+                if not (t.stream and ctx.options.mimo_keepalive):
+                    wait = deadline - time.monotonic()
+                done, _ = await asyncio.wait({pending}, timeout=max(0.0, min(wait, deadline - time.monotonic())))
+                if done:
+                    break
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"no response headers within {ctx.options.mimo_upstream_timeout} s (mimo_upstream_timeout)")
+                if not t.opened:
+                    writer.write(_stream_head("text/event-stream"))
+                    t.opened = True
+                t.prefix += len(KEEPALIVE)
+                writer.write(chunk(KEEPALIVE))
+                await writer.drain()
+            up = pending.result()
+        except OSError as e:  # unreachable or gone before its headers: no retry, as before the relay
+            return await _fail(t, writer, 502, {}, _no_answer(t, e), tries)
+        finally:
+            if not pending.done():
+                pending.cancel()
+        try:
+            if up.status == 200:
+                if tries:
+                    flow.metadata[META + "retries"] = "; ".join(tries)
+                    log.info("retried %s: %s → 200", flow.metadata.get(META + "model"), "; ".join(tries))
+                t.content_type = up.headers.get("content-type", "application/json")
+                if t.opened:  # the head said event-stream: keep the provider's real type for replays
+                    flow.metadata[META + "upstream_content_type"] = t.content_type
+                head = b"" if t.opened else _stream_head(t.content_type)
+                body_in = up.framed()
+                first = await _first_bytes(t, writer, head, body_in)
+                t.opened = True
+                writer.write(first)  # with the head, if it is not out yet: one send
+                await writer.drain()
+                # drain() only waits while the transport is paused (its buffer above the high-water
+                # mark) or closing; asking the transport directly saves a coroutine chain per read.
+                transport = writer.transport
+                high = transport.get_write_buffer_limits()[1]
+                async for data in body_in:
+                    writer.write(data)
+                    if transport.get_write_buffer_size() > high or transport.is_closing():
+                        await writer.drain()
+                return
+            err = b"".join([d async for d in up.decoded()])
+        finally:
+            up.release()
+        mapped = errors.map_upstream(rules_, up.status, err, up.headers)
+        delay = upstream.retry_delay(attempt, float(rules_.retry["base_delay"]), mapped.retry_after)
+        if not mapped.retry or attempt > int(rules_.retry["attempts"]) or delay > budget:
+            return await _fail(t, writer, up.status, up.headers, err, tries)
+        budget -= delay
+        tries.append(f"{up.status} → retry in {delay:.1f}s")
+        t.backoff = True
+        try:
+            await _backoff(t, writer, delay)
+        finally:
+            t.backoff = False
+
+
+def _no_answer(t: Ticket, e: BaseException) -> bytes:
+    """The 502 body for a provider request that failed before the client's response head."""
+    where = "{0.scheme}://{0.netloc}".format(urlsplit(t.url))
+    why = e if isinstance(e, OSError) else f"{type(e).__name__}: {e}"  # not an OSError: the relay's own failure
+    msg = secrets.scrub(f"mimo2codex got no answer from {where}: {str(why) or type(e).__name__}", "")
+    return json.dumps({"error": {"message": msg}}).encode()
+
+
+async def _first_bytes(t: Ticket, writer: asyncio.StreamWriter, head: bytes, body_in) -> bytes:
+    """The provider's first body bytes (after `head`). Many servers send their headers at once and
+    prefill behind them: a stream turn gets keep-alives then too, after the same `HOLD`."""
+    if not (t.stream and ctx.options.mimo_keepalive and "event-stream" in t.content_type.lower()):
+        return head + await body_in.__anext__()
+    first = asyncio.ensure_future(body_in.__anext__())
+    try:
+        while not (await asyncio.wait({first}, timeout=HOLD if head else ctx.options.mimo_keepalive))[0]:
+            t.prefix += len(KEEPALIVE)
+            writer.write(head + chunk(KEEPALIVE))
+            head = b""
+            t.opened = True
+            await writer.drain()
+    finally:
+        if not first.done():
+            first.cancel()
+    return head + first.result()
+
+
+async def _backoff(t: Ticket, writer: asyncio.StreamWriter, delay: float) -> None:
+    """Wait before the next attempt; an open client stream gets keep-alives meanwhile."""
+    if not t.opened:
+        await asyncio.sleep(delay)
+        return
+    end = time.monotonic() + delay
+    while (left := end - time.monotonic()) > 0:
+        await asyncio.sleep(min(left, ctx.options.mimo_keepalive or left))
+        if time.monotonic() < end:
+            t.prefix += len(KEEPALIVE)
+            writer.write(chunk(KEEPALIVE))
+            await writer.drain()
+
+
+async def _fail(t: Ticket, writer: asyncio.StreamWriter, status: int, headers: dict, body: bytes, tries: list[str]) -> None:
+    """The provider's last answer was an error: passed on as is, or to the Tee if the stream is open."""
+    flow = t.flow
+    if tries:
+        flow.metadata[META + "retries"] = "; ".join(tries)
+        log.info("retried %s: %s → %s", flow.metadata.get(META + "model"), "; ".join(tries), status)
+    if not t.opened:
+        keep = {k: v for k, v in headers.items() if k in ("retry-after",)}
+        _answer(writer, status, body, headers.get("content-type", "application/json"), keep)
+    else:
+        t.failure = (status, headers, body)
+        flow.metadata[META + "error"] = f"provider HTTP {status} after the client's stream had opened"
+        flow.metadata[META + "upstream_status"] = status
+        flow.metadata[META + "upstream_content_type"] = headers.get("content-type", "application/json")
+        writer.write(b"0\r\n\r\n")
+    await writer.drain()
