@@ -267,10 +267,9 @@ class Guard:
             if resp is None:
                 progress = -1 - (relayed.attempt if relayed is not None else 0)  # each retry is a fresh wait
             else:
-                raw = getattr(resp.stream, "raw", None)  # Tee: the upstream chunks so far
-                if raw is None:  # answered locally, or an error body mitmproxy buffers: not ours to time
+                progress = getattr(resp.stream, "seen", None)  # Tee: the upstream reads so far
+                if progress is None:  # answered locally, or an error body mitmproxy buffers: not ours to time
                     continue
-                progress = len(raw)
             if progress != w.progress:
                 w.progress, w.since = progress, now
             elif now - w.since >= timeout:
@@ -289,7 +288,7 @@ class Guard:
                     "the answer and closed the upstream connection.")
             tee = resp.stream
             tail = tee.sm.fail("server_error", text)
-            tee.out.append(tail)
+            tee.sent(tail)
             flow.metadata[META + "answered"] = True
             if tail:
                 chunked = resp.headers.get("transfer-encoding", "").lower() == "chunked"
@@ -305,7 +304,9 @@ class Guard:
             rss = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmRSS:")))
         except (OSError, StopIteration, ValueError):
             rss = -1
-        return {"turns": len(getattr(t, "turns", ())), "streams": len(getattr(t, "tees", ())),
+        tees = list(getattr(t, "tees", {}).values())
+        return {"turns": len(getattr(t, "turns", ())), "streams": len(tees),
+                "tee_bytes": sum(len(chunk) for tee in tees for chunk in (*tee.raw, *tee.out)),  # bodies kept in flight
                 "watched": len(self.watched), "relayed": len(relay.STATE.tickets) + len(relay.STATE.live),
                 "tasks": len(asyncio.all_tasks()),
                 "connections": len(ctx.master.addons.get("proxyserver").connections), "rss_kb": rss}

@@ -36,6 +36,7 @@ from mimo2codex.translate import errors, request, rules, secrets  # noqa: E402
 from mimo2codex.translate.stream import ResponsesStream, translate_body  # noqa: E402
 from mimo2codex.translate.turn import Turn  # noqa: E402
 
+from addon import bodies  # noqa: E402
 from addon import deferred  # noqa: E402
 from addon import guard  # noqa: E402
 from addon import keyguard  # noqa: E402
@@ -92,6 +93,7 @@ class MimoTranslate:
         loader.add_option("mimo_web_search", bool, False, "Offer the provider's web search builtin (needs it enabled in the provider console).")
         loader.add_option("mimo_verbose", bool, False, "Log one line per translated request.")
         loader.add_option("mimo_upstream_timeout", int, 600, "Seconds to wait for the provider's response headers, per attempt.")
+        loader.add_option("mimo_keep_bodies", str, "auto", bodies.HELP, choices=bodies.MODES)
 
     def running(self) -> None:
         reloading.install_fallback()
@@ -284,7 +286,10 @@ class MimoTranslate:
             resp.headers["transfer-encoding"] = "chunked"
         resp.headers["cache-control"] = "no-cache"
         rules_ = self.flow_routes[flow.id].rules if flow.id in self.flow_routes else self.rules
-        resp.stream = self.tees[flow.id] = Tee(ResponsesStream(turn, rules_), relay.ticket_for(flow.id))
+        note = bodies.dropped()
+        if note:
+            flow.metadata[META + "bodies"] = note
+        resp.stream = self.tees[flow.id] = Tee(ResponsesStream(turn, rules_), relay.ticket_for(flow.id), keep=not note)
 
     async def response(self, flow: http.HTTPFlow) -> None:
         turn = self.turns.pop(flow.id, None)
@@ -295,7 +300,7 @@ class MimoTranslate:
         secrets.redact_headers(flow.request.headers)
         tee = self.tees.pop(flow.id, None)
         if tee is not None and tee.sm.done:  # not done: an empty body mitmproxy never streamed, answered below
-            flow.response.content = tee.upstream_bytes()  # what the provider sent, for flow files and replays
+            flow.response.content = tee.upstream_bytes()  # what the provider sent (None: not kept, see m2c.bodies)
             self.annotate(flow, tee.sm, None, tee.client_bytes())
             tee.out = []  # in the metadata now: one copy less per finished flow while its connection stays open
             return
@@ -332,18 +337,20 @@ class MimoTranslate:
             flow.response.content = raw
             raw = None  # the content holds it
         tail = tee.sm.fail("server_error", f"upstream connection lost mid-stream: {msg}")
-        tee.out.append(tail)
+        tee.sent(tail)
         if tail and "client disconnected" not in msg.lower():
             write_to_client(flow, tail)
         self.annotate(flow, tee.sm, raw, tee.client_bytes())
 
-    def annotate(self, flow: http.HTTPFlow, sm: ResponsesStream, upstream_body: bytes | None, client_body: bytes) -> None:
+    def annotate(self, flow: http.HTTPFlow, sm: ResponsesStream, upstream_body: bytes | None, client_body: bytes | None) -> None:
         """Both sides and the outcome into the flow. `upstream_body` None: the response's content is
         the provider's answer (a streamed flow), and a decoded copy of it per flow set the RSS peak
-        under many streams; flow files, views and the recorder read the content then."""
+        under many streams; flow files, views and the recorder read the content then. `client_body`
+        None: a stream that kept no bodies (addon/bodies.py)."""
         if upstream_body is not None:
             flow.metadata[META + "upstream_body"] = upstream_body.decode("utf-8", "replace")
-        flow.metadata[META + "client_body"] = client_body.decode("utf-8", "replace")
+        if client_body is not None:
+            flow.metadata[META + "client_body"] = client_body.decode("utf-8", "replace")
         flow.metadata[META + "response"] = json.dumps(sm.response, ensure_ascii=False)
         s = sm.summary
         tools = ",".join(s.get("tool_calls") or []) or "-"

@@ -142,7 +142,7 @@ class Recorder:
             if flow.response is not None:
                 secrets.redact_headers(flow.response.headers)
                 tee = flow.response.stream
-                if callable(getattr(tee, "upstream_bytes", None)):  # the translator's Tee
+                if callable(getattr(tee, "upstream_bytes", None)) and tee.keep:  # the translator's Tee, keeping
                     flow.response.content = tee.upstream_bytes()
                     flow.metadata[META + "client_body"] = tee.client_bytes().decode("utf-8", "replace")
             if _translated(flow):

@@ -1,7 +1,7 @@
 """The `flow.response.stream` callable of a translated answer: the provider's Chat SSE in, Responses SSE out.
 
-It keeps both sides for the flow (recording, replay, mitmweb's views) and is the only place that
-knows how the relay's keep-alive prefix and a late provider failure reach the stream translator.
+It keeps both sides for the flow (recording, replay, mitmweb's views) when something will read them
+(addon/bodies.py decides, per stream) and is the only place that knows how the relay's keep-alive prefix and a late provider failure reach the stream translator.
 Per-flow state: `addon/reloading.py` holds the instances, so a script reload keeps them.
 """
 
@@ -16,16 +16,18 @@ from addon import relay
 
 
 class Tee:
-    """The `flow.response.stream` callable: upstream Chat SSE in, Responses SSE out, both kept.
+    """The `flow.response.stream` callable: upstream Chat SSE in, Responses SSE out, both kept if `keep`.
 
     Behind the relay (addon/relay.py) the body may start with keep-alive bytes the relay wrote while
     the provider was silent (`ticket.prefix` of them): they become keep-alive events for the client
     and are not the provider's. A provider error after the stream opened ends it as `response.failed`;
-    a whole (non-SSE) answer after the stream opened is kept and translated at its end.
+    a whole (non-SSE) answer after the stream opened is kept (`keep` or not) and translated at its end.
     """
 
-    def __init__(self, sm: ResponsesStream, ticket: relay.Ticket | None = None) -> None:
+    def __init__(self, sm: ResponsesStream, ticket: relay.Ticket | None = None, keep: bool = True) -> None:
         self.sm = sm
+        self.keep = keep  # False: upstream_bytes and client_bytes are None, the flow's m2c.bodies says why
+        self.seen = 0  # upstream reads so far, kept or not: the idle watchdog's sign of life (addon/guard.py)
         # Lists joined once at the end: appending to a growing bytearray cost ~0.2 µs per chunk each.
         self.raw: list[bytes] = []
         self.out: list[bytes] = []
@@ -46,41 +48,58 @@ class Tee:
                 out = self.sm.keepalive()
                 data = data[n:]
                 if data:
-                    self.raw.append(data)
+                    self.seen += 1
+                    if self.keep or self.whole:
+                        self.raw.append(data)
                     if not self.whole:
                         out += self.sm.feed(data)
                 if out:
-                    self.out.append(out)
+                    self.sent(out)
                     return [out]
                 return []
         if data:
-            self.raw.append(data)
+            self.seen += 1
             if self.whole:
+                self.raw.append(data)
                 return []
+            if self.keep:
+                self.raw.append(data)
             out = self.sm.feed(data)
         elif self.ticket is not None and self.ticket.failure is not None:
             status, headers, body = self.ticket.failure
-            self.raw = [body]  # what the provider said, for flow files and replays
+            if self.keep:
+                self.raw = [body]  # what the provider said, for flow files and replays
             mapped = errors.map_upstream(self.sm.rules, status, body, headers)
             out = self.sm.fail(mapped.code, secrets.scrub(mapped.message))
         elif self.whole:
             out = self.sm.whole(b"".join(self.raw), self.ticket.content_type)
+            if not self.keep:
+                self.raw = []
         else:  # upstream body complete
             out = self.sm.finish()
         if out:
-            self.out.append(out)
+            self.sent(out)
             return [out]
         return []  # never b"" mid-stream: on HTTP/1 chunked it would end the body
+
+    def sent(self, data: bytes) -> None:
+        """Bytes the client got (here or written by a hook that ended the stream), for `client_bytes`."""
+        if self.keep:
+            self.out.append(data)
 
     # Joined once and kept joined: the chunk lists go as soon as the whole bodies exist. With many
     # streams ending together (256 at once in bench/run.py) the lists and the joined copies
     # coexisting for every flow set the RSS peak.
-    def upstream_bytes(self) -> bytes:
+    def upstream_bytes(self) -> bytes | None:
+        if not self.keep:
+            return None
         if len(self.raw) != 1:
             self.raw = [b"".join(self.raw)]
         return self.raw[0]
 
-    def client_bytes(self) -> bytes:
+    def client_bytes(self) -> bytes | None:
+        if not self.keep:
+            return None
         if len(self.out) != 1:
             self.out = [b"".join(self.out)]
         return self.out[0]

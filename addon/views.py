@@ -54,7 +54,7 @@ def header_lines(flow: Any) -> list[str]:
     if getattr(flow, "marked", ""):
         lines.append(f"FAILED TURN {flow.marked}")
     for key, label in (("upstream_url", "sent to"), ("error", "error"), ("retries", "retries"),
-                       ("replay", "replayed from recording")):
+                       ("replay", "replayed from recording"), ("bodies", "bodies")):
         if m.get(META + key):
             lines.append(f"{label}: {m[META + key]}")
     return lines

@@ -110,8 +110,10 @@ def test_a_large_request_goes_up_as_the_plain_dump_and_is_kept_once(tctx):
     assert json.loads(f.metadata["m2c.responses_request"]) == body
 
 
-def test_stream_translated_chunk_by_chunk_and_recorded_without_key(tctx):
-    _, addon = tctx
+@pytest.mark.parametrize("keep", ["always", "auto"])  # auto: taddons has no flow store, save file or dumper
+def test_stream_translated_chunk_by_chunk_and_recorded_without_key(tctx, keep):
+    tctx, addon = tctx
+    tctx.configure(addon, mimo_keep_bodies=keep)
     f = responses_flow(codex_body())
     addon.request(f)
     f.response = tutils.tresp(headers=http.Headers(content_type="text/event-stream", content_length="99"), content=None)
@@ -129,7 +131,12 @@ def test_stream_translated_chunk_by_chunk_and_recorded_without_key(tctx):
     import asyncio
 
     asyncio.get_event_loop().run_until_complete(addon.response(f))
-    assert f.response.content == TEXT_STREAM
+    if keep == "always":
+        assert f.response.content == TEXT_STREAM and f.metadata["m2c.client_body"].encode() == out
+        assert "m2c.bodies" not in f.metadata
+    else:  # nothing kept, and the flow says so instead of showing an empty body
+        assert f.response.content is None and "m2c.client_body" not in f.metadata
+        assert f.metadata["m2c.bodies"].startswith("not kept: no flow store, no save file")
     assert "in=10" in f.comment and "out=5" in f.comment
     assert json.loads(f.metadata["m2c.response"])["output"][-1]["content"][0]["text"] == "Hello"
 
