@@ -95,6 +95,7 @@ def to_exchange(flow: http.HTTPFlow, index: int) -> Exchange:
         provider=str(m.get(META + "provider") or ""),
         retries=str(m.get(META + "retries") or ""),
         replay=str(m.get(META + "replay") or ""),
+        bodies=str(m.get(META + "bodies") or ""),
     )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from mitmproxy.addons import dumper, save, view
@@ -18,6 +20,7 @@ from addon import bodies, flowfile, views
 from addon.mimo import MimoTranslate
 from mimo2codex import proxyproc
 from mimo2codex.fakes.mimo import FakeMimo
+from mimo2codex.sessions import replay, transcript
 from tests.support import faults as F
 
 
@@ -94,3 +97,12 @@ def test_real_mitmdump(tmp_path, keep, save_file, kept):
     else:
         assert flow.response.content is None and "m2c.client_body" not in flow.metadata
         assert flow.metadata["m2c.bodies"] == "not kept (mimo_keep_bodies=never)"
+        exchanges = flowfile.load(path)
+        assert "bodies not kept (mimo_keep_bodies=never)" in transcript.render(exchanges)
+        (played,) = [e for e in exchanges if e.translated]
+        with replay.ReplayUpstream(exchanges) as server:  # says why instead of replaying an empty answer
+            req = urllib.request.Request(server.base_url + "/chat/completions", data=b"{}", method="POST",
+                                         headers={replay.HEADER: str(played.index)})
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=10)
+            assert err.value.code == 400 and b"recorded without the answer's bodies" in err.value.read()

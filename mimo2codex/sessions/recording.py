@@ -92,6 +92,7 @@ class Exchange:
     provider: str = ""
     retries: str = ""
     replay: str = ""                # how a replayed flow was matched ("#3 exact")
+    bodies: str = ""                # why the streamed bodies are missing ("not kept (mimo_keep_bodies=never)")
 
     @property
     def translated(self) -> bool:

@@ -131,6 +131,10 @@ class ReplayUpstream:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
+                if e.bodies:  # recorded with mimo_keep_bodies=never: an empty stream would only say "no output"
+                    self._send_json(400, no_match_body(f"replay: #{e.index} was recorded without the answer's bodies "
+                                                       f"({e.bodies}); record again without mimo_keep_bodies=never"))
+                    return
                 body = e.upstream_body or b""
                 ctype = e.upstream_content_type or "application/json"
                 self.send_response(e.upstream_status)

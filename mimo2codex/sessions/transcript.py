@@ -177,6 +177,8 @@ def render(exchanges: list[Exchange], *, full: bool = False, title: str = "") ->
             head += f" · replayed {e.replay}"
         if e.retries:
             head += f" · retries: {e.retries}"
+        if e.bodies:
+            head += f" · bodies {e.bodies}"
         out.append(head + (" · same input again (retry)" if retry else ""))
         for item in new:
             if item.get("type") in ECHOED or (item.get("type", "message") == "message" and item.get("role") == "assistant"):
