@@ -7,6 +7,7 @@ when the bodies were not kept.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.error
@@ -21,6 +22,7 @@ from addon.mimo import MimoTranslate
 from mimo2codex import proxyproc
 from mimo2codex.fakes.mimo import FakeMimo
 from mimo2codex.sessions import replay, transcript
+from tests import test_web_security as web_security
 from tests.support import faults as F
 
 
@@ -106,3 +108,22 @@ def test_real_mitmdump(tmp_path, keep, save_file, kept):
             with pytest.raises(urllib.error.HTTPError) as err:
                 urllib.request.urlopen(req, timeout=10)
             assert err.value.code == 400 and b"recorded without the answer's bodies" in err.value.read()
+
+
+@pytest.mark.e2e
+def test_mitmweb_without_a_save_file_still_shows_both_sides(tmp_path):
+    fake = FakeMimo(keys=(web_security.KEY,)).start()
+    try:
+        w = web_security.start(tmp_path, fake, "mitmweb -s", save=False)
+        try:
+            fake.queue({"text": "both sides"})
+            assert F.check_answer(F.call(w.port, F.responses_body("hi")))[0] == "completed"
+            status, body, _ = w.request("GET", "/flows")
+            (flow,) = [f for f in json.loads(body) if f["request"]["path"].endswith("/chat/completions")]
+            status, body, _ = w.request("GET", f"/flows/{flow['id']}/response/content/mimo2codex.json")
+            assert status == 200 and b"Chat stream, " in body and b"Responses stream, " in body, body[:500]
+            assert b"both sides" in body and b"bodies: " not in body
+        finally:
+            w.stop()
+    finally:
+        fake.stop()

@@ -89,12 +89,12 @@ def _marker_script(tmp: Path) -> tuple[Path, Path]:
 
 
 def start(tmp: Path, fake: FakeMimo, how: str, script: Path = proxyproc.ADDON, env: dict | None = None,
-          browser: bool = False) -> Web:
+          browser: bool = False, save: bool = True) -> Web:
     """mitmweb running the addon, started `how` a user does; its token read from the log."""
     port, web_port = proxyproc.free_port(), proxyproc.free_port()
     flow_file = tmp / "flows.mitm"
     quiet = ["--set", f"web_open_browser={'true' if browser else 'false'}", "--set", "termlog_verbosity=debug",
-             "--set", f"save_stream_file={flow_file}"]
+             *(["--set", f"save_stream_file={flow_file}"] if save else [])]
     if how.startswith("launch.py"):
         argv = [sys.executable, str(proxyproc.ROOT / "launch.py"), "--web", "--web-port", str(web_port), "--port", str(port),
                 "--base-url", fake.base_url, "--api-key", KEY, *quiet]
