@@ -101,6 +101,8 @@ class MimoTranslate:
     def configure(self, updated: set[str]) -> None:
         if "mimo_upstream_timeout" in updated and ctx.options.mimo_upstream_timeout <= 0:  # every turn would fail
             raise exceptions.OptionsError("mimo_upstream_timeout must be > 0 seconds")
+        if "mimo_keep_bodies" in updated and ctx.options.mimo_keep_bodies not in bodies.MODES:  # mitmproxy only lists choices
+            raise exceptions.OptionsError(f"mimo_keep_bodies must be one of {', '.join(bodies.MODES)}, got {ctx.options.mimo_keep_bodies!r}")
         if "mimo_rules" in updated or self.rules is None:
             try:
                 self.rules = rules.load(ctx.options.mimo_rules)

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from mitmproxy import exceptions
 from mitmproxy.addons import dumper, save, view
 from mitmproxy.test import taddons, tflow
 
@@ -46,6 +47,12 @@ def test_decision(tmp_path, present, options, kept):
         assert (note == "") is kept
         if not kept:
             assert note.startswith("not kept") and options.get("mimo_keep_bodies", "auto") in note
+
+
+def test_unknown_mode_refused():
+    translate = MimoTranslate()
+    with taddons.context(translate) as tctx, pytest.raises(exceptions.OptionsError, match="one of auto, always, never"):
+        tctx.options.update(mimo_keep_bodies="sometimes")
 
 
 def test_views_say_the_bodies_were_not_kept():
