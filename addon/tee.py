@@ -1,7 +1,8 @@
 """The `flow.response.stream` callable of a translated answer: the provider's Chat SSE in, Responses SSE out.
 
 It keeps both sides for the flow (recording, replay, mitmweb's views) when something will read them
-(addon/bodies.py decides, per stream) and is the only place that knows how the relay's keep-alive prefix and a late provider failure reach the stream translator.
+(addon/bodies.py decides, per stream) and is the only place that knows how the relay's keep-alive
+prefix and a late provider failure reach the stream translator.
 Per-flow state: `addon/reloading.py` holds the instances, so a script reload keeps them.
 """
 
@@ -21,7 +22,7 @@ class Tee:
     Behind the relay (addon/relay.py) the body may start with keep-alive bytes the relay wrote while
     the provider was silent (`ticket.prefix` of them): they become keep-alive events for the client
     and are not the provider's. A provider error after the stream opened ends it as `response.failed`;
-    a whole (non-SSE) answer after the stream opened is kept (`keep` or not) and translated at its end.
+    a whole (non-SSE) answer after the stream opened is held (`keep` or not) until it is translated at its end.
     """
 
     def __init__(self, sm: ResponsesStream, ticket: relay.Ticket | None = None, keep: bool = True) -> None:
