@@ -100,10 +100,9 @@ def ticket_for(flow_id: str) -> Ticket | None:
     return STATE.live.get(flow_id)
 
 
-
-
 async def serve(sock: socket.socket) -> None:
-    server = await asyncio.start_server(_handle, sock=sock)
+    # asyncio listens again with its own default backlog (100) unless told: the socket's own would be lost.
+    server = await asyncio.start_server(_handle, sock=sock, backlog=BACKLOG)
     try:
         await asyncio.Event().wait()  # until done() cancels it
     finally:

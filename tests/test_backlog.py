@@ -1,8 +1,10 @@
-"""mitmproxy's listener queues a burst of connections (addon/backlog.py), behaviourally: with the
-proxy stopped (SIGSTOP), the kernel completes handshakes only up to the listen queue's length."""
+"""mitmproxy's listener (addon/backlog.py) and the relay's queue a burst of connections, behaviourally:
+with nobody accepting (the proxy stopped, or the relay's event loop busy), the kernel completes
+handshakes only up to the listen queue's length."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import signal
@@ -11,6 +13,7 @@ import time
 
 import pytest
 
+from addon import relay
 from mimo2codex import proxyproc
 from mimo2codex.fakes.mimo import FakeMimo
 from tests.support import faults as F
@@ -63,3 +66,31 @@ def test_a_burst_of_connections_waits_in_the_queue_instead_of_being_dropped():
             fake.queue({"text": "still serving"})
             a = F.call(px.port, F.responses_body())
             assert F.check_answer(a)[0] == "completed" and F.output_text(a) == "still serving"
+
+
+def test_the_relay_queues_a_burst_too():
+    # Every translated flow in flight connects to the relay; asyncio.start_server(sock=...) listened
+    # again with its default queue of 100 whatever the socket was created with.
+    expected = min(BURST, somaxconn() + 1)
+    if expected <= 101:
+        pytest.skip(f"net.core.somaxconn is {somaxconn()}")
+
+    async def burst() -> int:
+        saved = relay.STATE.server, relay.STATE.port, relay.STATE.sock
+        relay.STATE.server = None
+        relay.Relay().running()
+        task = relay.STATE.server
+        try:
+            await asyncio.sleep(0.1)  # serving
+            return completed_handshakes(relay.STATE.port)  # blocks the loop: nothing is accepted meanwhile
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            relay.STATE.sock.close()
+            relay.STATE.server, relay.STATE.port, relay.STATE.sock = saved
+
+    loop = asyncio.new_event_loop()  # not asyncio.run: it leaves no current loop for the tests after this one
+    try:
+        assert loop.run_until_complete(burst()) == expected
+    finally:
+        loop.close()
