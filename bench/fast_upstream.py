@@ -84,15 +84,19 @@ def answer(shape: bytes, n: int, framing: str | None = None) -> bytes:
 def http_chunks(n: int, framing: str | None = None) -> list[bytes]:
     """The data of each HTTP chunk of a `bench:long:<n>` answer, as mitmproxy hands them to a
     stream callable (for measurements out of the proxy)."""
-    rest = answer(b"long:%d" % n, n, framing).split(b"\r\n\r\n", 1)[1]
+    return dechunk(answer(b"long:%d" % n, n, framing).split(b"\r\n\r\n", 1)[1])
+
+
+def dechunk(body: bytes) -> list[bytes]:
+    """The data of each chunk of a whole HTTP/1.1 chunked body (no extensions, no trailers)."""
     pieces = []
     while True:
-        size_line, _, rest = rest.partition(b"\r\n")
+        size_line, _, body = body.partition(b"\r\n")
         size = int(size_line, 16)
         if size == 0:
             return pieces
-        pieces.append(rest[:size])
-        rest = rest[size + 2 :]
+        pieces.append(body[:size])
+        body = body[size + 2 :]
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

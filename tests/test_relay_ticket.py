@@ -12,21 +12,11 @@ from mitmproxy.test import taddons
 
 from addon import relay
 from addon.mimo import MimoTranslate
+from bench.fast_upstream import dechunk
 from tests.support import faults as F
 from tests.test_addon import KEY, codex_body, responses_flow
 
 PROVIDER_SAYS = b'{"error":{"code":"400","message":"Param Incorrect: 9999999 tokens exceed the maximum context length"}}'
-
-
-def _dechunk(body: bytes) -> list[bytes]:
-    out = []
-    while True:
-        size, _, rest = body.partition(b"\r\n")
-        n = int(size, 16)
-        if n == 0:
-            return out
-        out.append(rest[:n])
-        body = rest[n + 2:]
 
 
 async def _relayed_to_the_end(translate: MimoTranslate, rel: relay.Relay, flow: http.HTTPFlow) -> bytes:
@@ -68,7 +58,7 @@ def test_a_provider_error_after_the_stream_opened_reaches_a_tee_made_after_the_r
                     # Only now does "mitmproxy" read the head: the Tee is made after the relay is done.
                     flow.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
                     translate.responseheaders(flow)
-                    out = [b"".join(flow.response.stream(data)) for data in _dechunk(body)]
+                    out = [b"".join(flow.response.stream(data)) for data in dechunk(body)]
                     out.append(b"".join(flow.response.stream(b"")))
                     await translate.response(flow)
                     rel.response(flow)
