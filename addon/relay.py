@@ -17,6 +17,7 @@ URL in metadata `m2c.upstream_url`), the provider's raw answer as the response b
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets as pysecrets
 import socket
@@ -119,4 +120,10 @@ def _unseen() -> bool:
     if getattr(o, "intercept_active", False) and getattr(o, "intercept", None):  # mitmdump has no Intercept
         return False
     scripts = getattr(o, "scripts", None)
-    return not scripts or Path(os.path.expanduser(scripts[-1].strip("'\" "))).resolve() == ENTRY
+    return not scripts or _is_entry(scripts[-1])
+
+
+@functools.lru_cache(8)  # asked on every translated request; the scripts option rarely changes
+def _is_entry(script: str) -> bool:
+    """Whether mitmproxy's `scripts` entry (spelt as mitmproxy reads it) is addon/mimo.py."""
+    return Path(os.path.expanduser(script.strip("'\" "))).resolve() == ENTRY
