@@ -22,6 +22,10 @@ provider key in its environment) or point the proxy elsewhere.
   URL; the answer then sets an HttpOnly SameSite=Strict cookie and drops it from the address),
   `Authorization: Bearer`, or that cookie. mitmproxy 12 checks its own token the same ways.
   tornado's access log (shown in mitmweb's event log) is written without query strings.
+- `mask_secret_options`: the UI's option list (`GET /options`, and the websocket's `options/update`,
+  also sent when a refused change is rolled back) shows credential options (`SECRET_OPTIONS`) as set
+  or empty, never their value: a UI user who read the local access token could spend the provider
+  key with prompts of their own.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from urllib.parse import urlencode, urlsplit
 
 import tornado.log
 import tornado.web
-from mitmproxy import ctx, exceptions, types
+from mitmproxy import ctx, exceptions, optmanager, types
 from mitmproxy.tools.web import webaddons
 
 # The only options the web UI may still change: what is shown, and intercepting flows.
@@ -52,6 +56,9 @@ DENIED_COMMANDS = frozenset({
     "export.file", "cut.save", "view.flows.load", "replay.client.file", "replay.server", "replay.server.add",
     "replay.server.file", "commands.history.add",
 })
+# Options holding a credential: the UI may see whether they are set, not what they are.
+SECRET_OPTIONS = frozenset({"mimo_access_token", "web_password", "proxyauth", "upstream_auth"})
+MASK = "(set, not shown)"
 IP_HOST = re.compile(r"^(localhost|[0-9.]+|\[[0-9a-fA-F:.]+\])$")  # what mitmweb 11 itself accepts
 FETCH_SITE_OK = ("same-origin", "none")  # none: typed into the address bar, or not a browser
 
@@ -90,6 +97,7 @@ class WebGuard:
             return  # not mitmweb
         if getattr(app, "mimo2codex_guard", None) is None:  # else: the script was reloaded, the guard stays
             install(app, Check(ctx.master, own_login=own_login_needed()))
+        mask_secret_options()
         if not own_login_needed():
             return
         if "web_password" not in ctx.options:
@@ -126,6 +134,28 @@ class WebGuard:
               file=sys.stderr, flush=True)
         if ctx.options.web_open_browser:
             webaddons.open_browser(url)
+
+
+def mask_secret_options() -> None:
+    """Make mitmweb's option dumps show SECRET_OPTIONS masked (see the module docstring).
+
+    `optmanager.dump_dicts` is what both of mitmweb's option paths call (app.Options.get and
+    WebMaster's options/update broadcast, looked up at call time on 11 and 12) and nothing else in
+    mitmproxy does; wrapping it covers both without copying their handlers."""
+    if getattr(optmanager.dump_dicts, "mimo2codex_masked", False):
+        return
+    dump = optmanager.dump_dicts
+
+    def dump_dicts(opts, keys=None) -> dict:
+        out = dump(opts, keys)
+        for name in SECRET_OPTIONS.intersection(out):
+            for field in ("value", "default"):
+                if out[name].get(field):
+                    out[name] = {**out[name], field: MASK}
+        return out
+
+    dump_dicts.mimo2codex_masked = True  # type: ignore[attr-defined]
+    optmanager.dump_dicts = dump_dicts
 
 
 def install(app: tornado.web.Application, guard: Check) -> None:

@@ -89,12 +89,12 @@ def _marker_script(tmp: Path) -> tuple[Path, Path]:
 
 
 def start(tmp: Path, fake: FakeMimo, how: str, script: Path = proxyproc.ADDON, env: dict | None = None,
-          browser: bool = False, save: bool = True) -> Web:
+          browser: bool = False, save: bool = True, sets: tuple[str, ...] = ()) -> Web:
     """mitmweb running the addon, started `how` a user does; its token read from the log."""
     port, web_port = proxyproc.free_port(), proxyproc.free_port()
     flow_file = tmp / "flows.mitm"
     quiet = ["--set", f"web_open_browser={'true' if browser else 'false'}", "--set", "termlog_verbosity=debug",
-             *(["--set", f"save_stream_file={flow_file}"] if save else [])]
+             *(["--set", f"save_stream_file={flow_file}"] if save else []), *(a for s in sets for a in ("--set", s))]
     if how.startswith("launch.py"):
         argv = [sys.executable, str(proxyproc.ROOT / "launch.py"), "--web", "--web-port", str(web_port), "--port", str(port),
                 "--base-url", fake.base_url, "--api-key", KEY, *quiet]
@@ -280,16 +280,20 @@ def test_cors_preflight_gets_no_permission(web):
     assert status >= 400 and resp.getheader("Access-Control-Allow-Origin") is None
 
 
-def _websocket(web: Web, origin: str, auth: bool, cookie: str = "") -> bytes:
-    """The status line of a websocket handshake on /updates (mitmweb's live feed of every flow)."""
+def _websocket_lines(web: Web, origin: str, auth: bool, cookie: str = "") -> bytes:
     lines = ["GET /updates HTTP/1.1", f"Host: 127.0.0.1:{web.web}", "Upgrade: websocket", "Connection: Upgrade",
              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13", f"Origin: {origin}"]
     if auth:
         lines.append(f"Authorization: Bearer {web.token}")
     if cookie:
         lines.append(f"Cookie: {cookie}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _websocket(web: Web, origin: str, auth: bool, cookie: str = "") -> bytes:
+    """The status line of a websocket handshake on /updates (mitmweb's live feed of every flow)."""
     with socket.create_connection(("127.0.0.1", web.web), timeout=10) as s:
-        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        s.sendall(_websocket_lines(web, origin, auth, cookie))
         return s.recv(4096).split(b"\r\n", 1)[0]
 
 
@@ -303,6 +307,40 @@ def test_websocket_needs_the_secret_and_the_same_origin(web):
     jar = _login_cookie(web)
     assert b" 101 " in _websocket(web, own, auth=False, cookie=jar)
     assert b" 403 " in _websocket(web, "http://localhost:3000", auth=False, cookie=jar)
+
+
+def test_ui_never_shows_the_local_access_token(tmp_path):
+    """Whoever has the UI must not learn the token that lets a client spend the key: not from the
+    option list, nor from the live feed, also when a refused change is rolled back (which broadcasts
+    the option's value again)."""
+    access = "tok-local-access-Qx81vN"
+    with FakeMimo(keys=(KEY,)).start() as fake:
+        w = start(tmp_path, fake, "mitmweb -s addon/mimo.py", sets=(f"mimo_access_token={access}",))
+        try:
+            status, body, _ = w.request("GET", "/options")
+            assert status == 200 and b'"mimo_access_token"' in body and access.encode() not in body, body[:300]
+            assert w.option("mimo_access_token") and w.option("scripts")  # masked, not dropped; the rest as before
+            with socket.create_connection(("127.0.0.1", w.web), timeout=10) as feed:
+                feed.sendall(_websocket_lines(w, f"http://127.0.0.1:{w.web}", auth=True))
+                got = feed.recv(4096)
+                assert b" 101 " in got.split(b"\r\n", 1)[0]
+                for update in ({"mimo_access_token": "x"}, {"mimo_access_token": access + "2", "view_filter": "~q"}):
+                    _options_put(w, update)
+                deadline = time.monotonic() + 2
+                feed.settimeout(0.2)
+                while time.monotonic() < deadline:
+                    try:
+                        got += feed.recv(65536)
+                    except TimeoutError:
+                        pass
+            assert b"mimo_access_token" in got, got[-500:]  # the rollback was broadcast
+            assert access.encode() not in got, got[-500:]
+            assert call(w.port, responses_body("hi")).status == 401  # the token is still required (not sent here)
+            fake.queue({"text": "ok"})
+            assert call(w.port, responses_body("hi"), headers={"authorization": f"Bearer {access}"}).status == 200
+        finally:
+            w.stop()
+    assert access not in w.log()
 
 
 # -- the token itself -----------------------------------------------------------------------------
