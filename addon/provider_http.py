@@ -34,27 +34,45 @@ def hostport(scheme: str, host: str, port: int) -> str:
     return host if port == {"http": 80, "https": 443}.get(scheme) else f"{host}:{port}"
 
 
-def trust(host: str) -> tuple[bool, str | None, str | None, str | None]:
+def trust(host: str) -> tuple:
     """The options mitmproxy connects to its own upstreams with (addons/tlsconfig.py tls_start_server):
-    ssl_insecure, the trusted CAs, and the client certificate for `host` (client_certs: a file, or a
-    folder of <host>.pem)."""
+    ssl_insecure, the trusted CAs, the client certificate for `host` (client_certs: a file, or a
+    folder of <host>.pem), the TLS versions and ciphers allowed."""
     o = ctx.options
     cert = None
     if o.client_certs:
         certs = os.path.expanduser(o.client_certs)
         cert = certs if os.path.isfile(certs) else os.path.join(certs, f"{host}.pem")
         cert = cert if os.path.isfile(cert) else None
-    return bool(o.ssl_insecure), o.ssl_verify_upstream_trusted_ca, o.ssl_verify_upstream_trusted_confdir, cert
+    return (bool(o.ssl_insecure), o.ssl_verify_upstream_trusted_ca, o.ssl_verify_upstream_trusted_confdir, cert,
+            o.tls_version_server_min, o.tls_version_server_max, o.ciphers_server)
+
+
+# mitmproxy's net/tls.Version names; UNBOUNDED leaves the bound to OpenSSL.
+TLS_VERSIONS = {"SSL3": ssl.TLSVersion.SSLv3, "TLS1": ssl.TLSVersion.TLSv1, "TLS1_1": ssl.TLSVersion.TLSv1_1,
+                "TLS1_2": ssl.TLSVersion.TLSv1_2, "TLS1_3": ssl.TLSVersion.TLSv1_3}
 
 
 @functools.lru_cache(16)  # one per option set: building a context and loading a CA bundle takes milliseconds
-def tls_context(insecure: bool, ca_file: str | None, ca_dir: str | None, cert: str | None = None) -> ssl.SSLContext:
+def tls_context(insecure: bool, ca_file: str | None, ca_dir: str | None, cert: str | None = None,
+                min_version: str = "UNBOUNDED", max_version: str = "UNBOUNDED", ciphers: str | None = None) -> ssl.SSLContext:
     """The relay's TLS client, trusting what mitmproxy trusts (net/tls.py create_proxy_server_context):
     certifi's bundle unless ssl_verify_upstream_trusted_ca/_confdir name others, nothing checked with
     ssl_insecure. Not the system store: a provider mitmproxy accepts must be accepted here too, and a
-    CA added only for mitmproxy (a local gateway's) too. Errors are OSErrors: the relay answers 502
-    with their message."""
+    CA added only for mitmproxy (a local gateway's) too. tls_version_server_min/max and ciphers_server
+    bound the handshake as they bound mitmproxy's. Errors are OSErrors: the relay answers 502 with
+    their message."""
     c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if min_version in TLS_VERSIONS:
+            c.minimum_version = TLS_VERSIONS[min_version]
+        if max_version in TLS_VERSIONS:
+            c.maximum_version = TLS_VERSIONS[max_version]
+        if ciphers:
+            c.set_ciphers(ciphers)
+    except (ValueError, ssl.SSLError) as e:
+        raise OSError(f"cannot use tls_version_server_min={min_version}, tls_version_server_max={max_version}, "
+                      f"ciphers_server={ciphers} for the provider connection: {e}") from None
     if cert:
         try:
             c.load_cert_chain(cert)  # key and chain in one file, as mitmproxy reads it

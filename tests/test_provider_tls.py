@@ -79,3 +79,35 @@ def test_the_tls_context_is_made_once_per_option_set(ca):
         provider_http.tls_context(False, "/nonexistent/ca.pem", None)
     with pytest.raises(OSError, match="cannot load TLS client certificate"):
         provider_http.tls_context(False, None, None, str(ca[0]))  # a certificate without its key
+
+
+@pytest.fixture
+def tls12(tmp_path):
+    """A provider whose TLS stops at 1.2 and offers a single cipher suite."""
+    ca_path, server = tlsca.make(tmp_path)
+    server.maximum_version = provider_http.ssl.TLSVersion.TLSv1_2
+    server.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
+    up = F.RawUpstream(default=F.whole(200, "application/json", COMPLETION), tls=server).start()
+    yield up, f"ssl_verify_upstream_trusted_ca={ca_path}"
+    up.stop()
+
+
+@pytest.mark.parametrize("sets, works", [
+    ((), True),
+    (("tls_version_server_min=TLS1_3",), False),  # the provider cannot speak 1.3: no connection, as for mitmproxy
+    (("ciphers_server=ECDHE-ECDSA-CHACHA20-POLY1305",), False),  # none of the provider's suites allowed
+    (("ciphers_server=ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305",), True),
+])
+def test_tls_version_and_cipher_options_bound_the_relays_handshake(tls12, tmp_path, sets, works):
+    up, trusted = tls12
+    a = _ask(up, tmp_path, trusted, *sets)
+    if works:
+        assert F.check_answer(a)[0] == "completed" and F.output_text(a) == "over tls"
+    else:
+        kind, status, message = F.check_answer(a)
+        assert (kind, status) == ("http", "502") and not up.requests, message
+
+
+def test_a_cipher_string_openssl_refuses_is_an_error_naming_the_option():
+    with pytest.raises(OSError, match="ciphers_server=NO-SUCH-CIPHER"):
+        provider_http.tls_context(False, None, None, None, "UNBOUNDED", "UNBOUNDED", "NO-SUCH-CIPHER")
