@@ -362,13 +362,13 @@ class WireSecrets:
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or META + "model" not in flow.metadata:
             return
-        headers = flow.request.headers
-        wire = {}
-        for name in secrets.SECRET_HEADERS:
-            value = headers.get(name)
-            if value is not None and value != secrets.REDACTED:
-                wire[name.encode()] = value.encode()
-                headers[name] = secrets.REDACTED
+        fields = flow.request.headers.fields
+        wire: dict[bytes, bytes] = {}
+        for k, v in fields:  # one pass: a lookup by name walks every field, seven names per request
+            low = k.lower()
+            if low in secrets.SECRET_FIELDS and v != secrets.REDACTED_FIELD:
+                wire[low] = wire[low] + b", " + v if low in wire else v  # repeated: joined, as Headers reads them
         if wire:
-            flow.request.headers = WireOnlyHeaders(headers.fields, wire)
+            shown = tuple((k, secrets.REDACTED_FIELD) if k.lower() in wire else (k, v) for k, v in fields)
+            flow.request.headers = WireOnlyHeaders(shown, wire)
 
