@@ -47,7 +47,11 @@ def redact_headers(headers) -> None:
     """Replace secret header values in place (a dict or a mitmproxy Headers object)."""
     # One pass over the names: `in` on mitmproxy's Headers walks every field, and this runs
     # several times per flow for seven names.
-    present = set(headers) if isinstance(headers, dict) else {k.decode("latin-1").lower() for k, _ in headers.fields}
+    # Values redacted already are left alone: the translated request's is, at each of those times.
+    if isinstance(headers, dict):
+        present = {k for k, v in headers.items() if v != REDACTED}
+    else:
+        present = {k.decode("latin-1").lower() for k, v in headers.fields if v != REDACTED_FIELD}
     for name in SECRET_HEADERS:
         if name in present:
             headers[name] = REDACTED
