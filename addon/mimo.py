@@ -38,7 +38,7 @@ from mimo2codex.translate.turn import Turn  # noqa: E402
 
 from addon import backlog, bodies, deferred, guard, keyguard, reloading, rules_watch, webguard  # noqa: E402
 from addon import provider_http, recorder, relay, replay, views  # noqa: E402,F401  (importing views registers the contentviews)
-from addon.tee import Tee  # noqa: E402
+from addon.tee import Tee, stream_head  # noqa: E402
 
 log = logging.getLogger("mimo2codex")
 
@@ -73,6 +73,7 @@ class MimoTranslate:
         self.flow_routes: dict[str, Route] = reloading.STATE.routes
         self.tees: dict[str, Tee] = reloading.STATE.tees
         self._main: Route | None = None  # main_route() for the current option set
+        self._note: str | None = None  # bodies.dropped() for it
 
     def load(self, loader) -> None:
         loader.add_option("mimo_rules", str, "mimo", "Provider rules: a name from rules/ or a YAML file path.")
@@ -100,7 +101,7 @@ class MimoTranslate:
             raise exceptions.OptionsError("mimo_upstream_timeout must be > 0 seconds")
         if "mimo_keep_bodies" in updated and ctx.options.mimo_keep_bodies not in bodies.MODES:  # mitmproxy only lists choices
             raise exceptions.OptionsError(f"mimo_keep_bodies must be one of {', '.join(bodies.MODES)}, got {ctx.options.mimo_keep_bodies!r}")
-        self._main = None
+        self._main = self._note = None
         if "mimo_rules" in updated or self.rules is None:
             try:
                 self.rules = rules.load(ctx.options.mimo_rules)
@@ -285,13 +286,11 @@ class MimoTranslate:
         resp = flow.response
         if resp.status_code != 200 or SSE not in resp.headers.get("content-type", "") or not turn.stream:
             return  # errors and non-stream clients are handled whole in `response`
-        resp.headers.pop("content-length", None)
-        if resp.http_version == "HTTP/1.1":
-            resp.headers["transfer-encoding"] = "chunked"
-        resp.headers["cache-control"] = "no-cache"
+        stream_head(resp)
         rules_ = self.flow_routes[flow.id].rules if flow.id in self.flow_routes else self.rules
-        note = bodies.dropped()
-        if note:
+        if self._note is None:  # per option set: readers() looks up three options
+            self._note = bodies.dropped()
+        if note := self._note:
             flow.metadata[META + "bodies"] = note
         resp.stream = self.tees[flow.id] = Tee(ResponsesStream(turn, rules_), relay.ticket_for(flow.id), keep=not note)
 
