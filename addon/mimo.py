@@ -261,9 +261,9 @@ class MimoTranslate:
         # One list, not one assignment per header: each assignment to mitmproxy's Headers walks all of them.
         fields = [*HEADERS, (b"content-length", b"%d" % len(payload))]
         if connection := req.headers.get("connection"):  # mitmproxy reads it to decide whether to close the client connection
-            fields.append((b"connection", connection.encode("latin-1")))
+            fields.append((b"connection", connection.encode("utf-8", "surrogateescape")))  # as mitmproxy decoded it
         if key:
-            fields.append((rules_.auth_header.encode(), rules_.auth_value(key).encode("latin-1")))
+            fields.append((rules_.auth_header.encode(), rules_.auth_value(key).encode("utf-8", "surrogateescape")))
         req.headers = http.Headers(fields)
         # Not `req.url =`: its URL parse per request. No Host header yet, so these setters write none.
         req.scheme, req.host, req.port, req.path, authority = provider_http.parts(rules_.chat_url(route.base_url))
