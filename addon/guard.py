@@ -67,6 +67,7 @@ class Guard:
         self.watched = _WATCHED
         self._ticker: asyncio.Task | None = None
         self.max_body: int | None = None
+        self._fixed: tuple[str, bool] | None = None  # token() and mimo_stats for the current option set
 
     def load(self, loader) -> None:
         loader.add_option("mimo_access_token", str, "",
@@ -80,6 +81,7 @@ class Guard:
         loader.add_option("mimo_stats", bool, False, f"Answer GET {STATS_PATH} with in-flight counters (tests, benchmarks).")
 
     def configure(self, updated: set[str]) -> None:
+        self._fixed = None
         if "mimo_max_body" in updated:
             try:
                 self.max_body = human.parse_size(ctx.options.mimo_max_body or None)
@@ -152,7 +154,9 @@ class Guard:
         if flow.response or flow.error or not flow.live:
             return
         req = flow.request
-        token = self.token()
+        if self._fixed is None:  # two option lookups and an environment read per request otherwise
+            self._fixed = (self.token(), ctx.options.mimo_stats)
+        token, stats = self._fixed
         if token:
             sent = req.headers.get("authorization", "")
             sent = sent[7:].strip() if sent[:7].lower() == "bearer " else req.headers.get("x-api-key", "").strip()
@@ -169,7 +173,7 @@ class Guard:
         if self.max_body is not None and size.isdigit() and int(size) > self.max_body:
             self.too_large(flow, int(size))
             return
-        if ctx.options.mimo_stats and req.method == "GET" and req.path.split("?", 1)[0] == STATS_PATH:
+        if stats and req.method == "GET" and req.path.split("?", 1)[0] == STATS_PATH:
             flow.response = http.Response.make(200, json.dumps(self.stats()).encode(), {"content-type": "application/json"})
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -362,13 +366,13 @@ class WireSecrets:
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or META + "model" not in flow.metadata:
             return
-        headers = flow.request.headers
-        wire = {}
-        for name in secrets.SECRET_HEADERS:
-            value = headers.get(name)
-            if value is not None and value != secrets.REDACTED:
-                wire[name.encode()] = value.encode()
-                headers[name] = secrets.REDACTED
+        fields = flow.request.headers.fields
+        wire: dict[bytes, bytes] = {}
+        for k, v in fields:  # one pass: a lookup by name walks every field, seven names per request
+            low = k.lower()
+            if low in secrets.SECRET_FIELDS and v != secrets.REDACTED_FIELD:
+                wire[low] = wire[low] + b", " + v if low in wire else v  # repeated: joined, as Headers reads them
         if wire:
-            flow.request.headers = WireOnlyHeaders(headers.fields, wire)
+            shown = tuple((k, secrets.REDACTED_FIELD) if k.lower() in wire else (k, v) for k, v in fields)
+            flow.request.headers = WireOnlyHeaders(shown, wire)
 

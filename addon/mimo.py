@@ -36,15 +36,9 @@ from mimo2codex.translate import errors, request, rules, secrets  # noqa: E402
 from mimo2codex.translate.stream import ResponsesStream, translate_body  # noqa: E402
 from mimo2codex.translate.turn import Turn  # noqa: E402
 
-from addon import backlog, bodies  # noqa: E402
-from addon import deferred  # noqa: E402
-from addon import guard  # noqa: E402
-from addon import keyguard  # noqa: E402
-from addon import reloading  # noqa: E402
-from addon import rules_watch  # noqa: E402
-from addon import webguard  # noqa: E402
+from addon import backlog, bodies, deferred, guard, keyguard, reloading, rules_watch, webguard  # noqa: E402
 from addon import provider_http, recorder, relay, replay, views  # noqa: E402,F401  (importing views registers the contentviews)
-from addon.tee import Tee  # noqa: E402
+from addon.tee import Tee, stream_head  # noqa: E402
 
 log = logging.getLogger("mimo2codex")
 
@@ -52,6 +46,8 @@ RESPONSES_PATHS = ("/v1/responses", "/responses")
 COMPACT_PATHS = ("/v1/responses/compact", "/responses/compact")
 MODELS_PATHS = ("/v1/models", "/models")
 SSE = "text/event-stream"
+HEADERS = ((b"content-type", b"application/json"), (b"accept", SSE.encode()), (b"accept-encoding", b"identity"),
+           (b"user-agent", f"mimo2codex/{__version__}".encode()))  # of every translated request
 META = "m2c."  # flow.metadata key prefix; values stay tnetstring-serialisable (str/int/bool)
 
 
@@ -76,6 +72,8 @@ class MimoTranslate:
         # Each flow keeps the route (rules, URL, key) it was translated with: a rules reload must not change them.
         self.flow_routes: dict[str, Route] = reloading.STATE.routes
         self.tees: dict[str, Tee] = reloading.STATE.tees
+        self._main: Route | None = None  # main_route() for the current option set
+        self._note: str | None = None  # bodies.dropped() for it
 
     def load(self, loader) -> None:
         loader.add_option("mimo_rules", str, "mimo", "Provider rules: a name from rules/ or a YAML file path.")
@@ -103,6 +101,7 @@ class MimoTranslate:
             raise exceptions.OptionsError("mimo_upstream_timeout must be > 0 seconds")
         if "mimo_keep_bodies" in updated and ctx.options.mimo_keep_bodies not in bodies.MODES:  # mitmproxy only lists choices
             raise exceptions.OptionsError(f"mimo_keep_bodies must be one of {', '.join(bodies.MODES)}, got {ctx.options.mimo_keep_bodies!r}")
+        self._main = self._note = None
         if "mimo_rules" in updated or self.rules is None:
             try:
                 self.rules = rules.load(ctx.options.mimo_rules)
@@ -137,12 +136,15 @@ class MimoTranslate:
         return ctx.options.mimo_api_key_env or self.rules.auth_env
 
     def api_key(self, route: Route | None = None) -> str:
-        key = secrets.getenv(route.key_env if route else self.key_env()).strip()
+        key = secrets.getenv((route or self.main_route()).key_env).strip()
         secrets.remember(key)  # error texts built anywhere (mid-stream too) are scrubbed of it
         return key
 
     def main_route(self) -> Route:
-        return Route("", self.rules, self.base_url(), self.key_env())
+        """Built once per option set and rules object: its parts cost four option lookups per request."""
+        if self._main is None or self._main.rules is not self.rules:
+            self._main = Route("", self.rules, self.base_url(), self.key_env())
+        return self._main
 
     def route_for(self, model: object) -> tuple[Route, object]:
         """The route a model id selects, and the id to hand that provider."""
@@ -255,17 +257,18 @@ class MimoTranslate:
         # copy here cost 2 ms and the payload's size again per flow, in memory and in flow files).
         flow.metadata[META + "chat_request"] = True
         req = flow.request
-        connection = req.headers.get("connection")
         # Fresh headers: Codex's own (its bearer, session ids, turn metadata) are not the provider's business.
-        req.headers = http.Headers(content_type="application/json", accept=SSE, accept_encoding="identity",
-                                   user_agent=f"mimo2codex/{__version__}")
-        if connection:  # mitmproxy reads this same request's header to decide whether to close the client connection
-            req.headers["connection"] = connection
-        req.url = rules_.chat_url(route.base_url)  # one assignment fixes scheme, host, port and path
-        req.headers["host"] = provider_http.hostport(req.scheme, req.host, req.port)
+        # One list, not one assignment per header: each assignment to mitmproxy's Headers walks all of them.
+        fields = [*HEADERS, (b"content-length", b"%d" % len(payload))]
+        if connection := req.headers.get("connection"):  # mitmproxy reads it to decide whether to close the client connection
+            fields.append((b"connection", connection.encode("utf-8", "surrogateescape")))  # as mitmproxy decoded it
         if key:
-            req.headers[rules_.auth_header] = rules_.auth_value(key)
-        req.content = payload
+            fields.append((rules_.auth_header.encode(), rules_.auth_value(key).encode("utf-8", "surrogateescape")))
+        req.headers = http.Headers(fields)
+        # Not `req.url =`: its URL parse per request. No Host header yet, so these setters write none.
+        req.scheme, req.host, req.port, req.path, authority = provider_http.parts(rules_.chat_url(route.base_url))
+        req.headers["host"] = authority
+        req.raw_content = payload
         self.turns[flow.id] = turn
         self.flow_routes[flow.id] = route
         log.info("→ %s %s: %d messages, %d tools, stream=%s, thinking=%s", rules_.provider, chat.get("model"),
@@ -283,13 +286,11 @@ class MimoTranslate:
         resp = flow.response
         if resp.status_code != 200 or SSE not in resp.headers.get("content-type", "") or not turn.stream:
             return  # errors and non-stream clients are handled whole in `response`
-        resp.headers.pop("content-length", None)
-        if resp.http_version == "HTTP/1.1":
-            resp.headers["transfer-encoding"] = "chunked"
-        resp.headers["cache-control"] = "no-cache"
+        stream_head(resp)
         rules_ = self.flow_routes[flow.id].rules if flow.id in self.flow_routes else self.rules
-        note = bodies.dropped()
-        if note:
+        if self._note is None:  # per option set: readers() looks up three options
+            self._note = bodies.dropped()
+        if note := self._note:
             flow.metadata[META + "bodies"] = note
         resp.stream = self.tees[flow.id] = Tee(ResponsesStream(turn, rules_), relay.ticket_for(flow.id), keep=not note)
 
@@ -364,8 +365,7 @@ class MimoTranslate:
         if flow.response and flow.response.timestamp_end and flow.request.timestamp_start:
             line += f" {flow.response.timestamp_end - flow.request.timestamp_start:.2f}s"
         flow.comment = self.scrub(line)
-        if ctx.options.mimo_verbose:
-            log.info("← %s", flow.comment)
+        log.info("← %s", flow.comment)  # mimo_verbose sets the level
 
 
 def write_to_client(flow: http.HTTPFlow, data: bytes) -> bool:

@@ -34,6 +34,15 @@ def hostport(scheme: str, host: str, port: int) -> str:
     return host if port == {"http": 80, "https": 443}.get(scheme) else f"{host}:{port}"
 
 
+@functools.lru_cache(64)  # asked on every translated request, for the few URLs the routes name
+def parts(url: str) -> tuple[str, str, int, str, str]:
+    """scheme, host, port, path with query, and the authority (`hostport`) of an http(s) URL."""
+    u = urlsplit(url)
+    port = u.port or (443 if u.scheme == "https" else 80)
+    host = u.hostname or ""
+    return u.scheme, host, port, (u.path or "/") + (f"?{u.query}" if u.query else ""), hostport(u.scheme, host, port)
+
+
 def trust(host: str) -> tuple:
     """The options mitmproxy connects to its own upstreams with (addons/tlsconfig.py tls_start_server):
     ssl_insecure, the trusted CAs, the client certificate for `host` (client_certs: a file, or a
@@ -113,13 +122,11 @@ class Exchange:
 
     @classmethod
     async def open(cls, url: str, headers: list[tuple[str, str]], body: bytes) -> "Exchange":
-        u = urlsplit(url)
-        https = u.scheme == "https"
-        port = u.port or (443 if https else 80)
+        scheme, host, port, target, authority = parts(url)
+        https = scheme == "https"
         # The trust options in the key: a connection verified under other ones is not reused.
-        key = (u.scheme, u.hostname or "", port, trust(u.hostname or "") if https else None)
-        target = (u.path or "/") + (f"?{u.query}" if u.query else "")
-        lines = [f"POST {target} HTTP/1.1", f"host: {hostport(u.scheme, u.hostname or '', port)}", f"content-length: {len(body)}"]
+        key = (scheme, host, port, trust(host) if https else None)
+        lines = [f"POST {target} HTTP/1.1", f"host: {authority}", f"content-length: {len(body)}"]
         lines += [f"{k}: {v}" for k, v in headers]
         if not any(k.lower() == "user-agent" for k, _ in headers):
             lines.append(f"user-agent: mimo2codex/{__version__}")
@@ -142,7 +149,7 @@ class Exchange:
         loop = asyncio.get_running_loop()
         reader = _Reader(limit=2**20, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-        transport, _ = await loop.create_connection(lambda: protocol, u.hostname, port, ssl=ssl_ctx)
+        transport, _ = await loop.create_connection(lambda: protocol, host, port, ssl=ssl_ctx)
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         try:
             return await cls._exchange(key, reader, writer, raw)

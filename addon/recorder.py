@@ -36,10 +36,6 @@ def _translated(flow: http.HTTPFlow) -> bool:
     return META + "chat_request" in flow.metadata
 
 
-def _has_secret(headers: http.Headers) -> bool:
-    return any(name in headers and headers[name] != secrets.REDACTED for name in secrets.SECRET_HEADERS)
-
-
 # Module level, like guard's: a reload of addon/mimo.py builds a new Recorder, the flows go on.
 _INFLIGHT: dict[str, http.HTTPFlow] = {}
 _UNSENT: dict[str, http.Headers] = {}
@@ -82,7 +78,7 @@ class Recorder:
     def redact(self, flow: http.HTTPFlow, sent: bool) -> None:
         secrets.redact_headers(flow.request.headers)
         resp = flow.response
-        if resp is None or not _has_secret(resp.headers):
+        if resp is None or not secrets.has_secret(resp.headers):
             return
         if not sent and flow.live and not _translated(flow):
             self.unsent[flow.id] = resp.headers.copy()

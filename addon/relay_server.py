@@ -74,7 +74,9 @@ class Ticket:
         if self.body is not None:
             req.raw_content, self.body = self.body, None
             req.headers["content-length"] = str(len(req.raw_content))
-            if ctx.master is not None:  # mitmweb shows the flow as it is again
+            # mitmweb and the console show the flow as it is again. Only they (the `view` addon) keep flows
+            # to show: elsewhere the hook went to every addon for nothing (~50 µs per request, mitmdump).
+            if ctx.master is not None and ctx.master.addons.get("view") is not None:
                 ctx.master.addons.trigger(hooks.UpdateHook([self.flow]))
         return req.raw_content or b""
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 
+from mitmproxy import http
+
 from mimo2codex.translate import errors, secrets
 from mimo2codex.translate.stream import ResponsesStream
 
@@ -104,3 +106,17 @@ class Tee:
         if len(self.out) != 1:
             self.out = [b"".join(self.out)]
         return self.out[0]
+
+
+_REHEADED = (b"content-length", b"transfer-encoding", b"cache-control")
+
+
+def stream_head(resp: http.Response) -> None:
+    """The head of a translated stream: no length (the translation has another), chunked on HTTP/1.1,
+    not cached. The headers rebuilt in one go: each assignment to mitmproxy's Headers walks all of them."""
+    h11 = resp.http_version == "HTTP/1.1"
+    fields = [(k, v) for k, v in resp.headers.fields if k.lower() not in _REHEADED or (not h11 and k.lower() == b"transfer-encoding")]
+    if h11:
+        fields.append((b"transfer-encoding", b"chunked"))
+    fields.append((b"cache-control", b"no-cache"))
+    resp.headers = http.Headers(fields)

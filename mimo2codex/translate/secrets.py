@@ -7,6 +7,10 @@ import os
 SECRET_HEADERS = ("authorization", "api-key", "x-api-key", "proxy-authorization", "cookie", "set-cookie",
                   "x-goog-api-key")
 REDACTED = "<redacted>"
+# The same, as the raw (name, value) fields of mitmproxy's Headers hold them: one pass over those
+# costs less than one lookup by name, which walks every field.
+SECRET_FIELDS = frozenset(name.encode() for name in SECRET_HEADERS)
+REDACTED_FIELD = REDACTED.encode()
 TOKEN_ENV = "MIMO2CODEX_ACCESS_TOKEN"  # the proxy's own local access token (launch.py --access-token)
 WEB_PASSWORD_ENV = "MIMO2CODEX_WEB_PASSWORD"  # a fixed mitmweb token for launch.py --web (services), see cli.py
 LOCAL_SECRET_ENVS = (TOKEN_ENV, WEB_PASSWORD_ENV)  # besides the provider keys, whose names the rules give
@@ -43,10 +47,19 @@ def redact_headers(headers) -> None:
     """Replace secret header values in place (a dict or a mitmproxy Headers object)."""
     # One pass over the names: `in` on mitmproxy's Headers walks every field, and this runs
     # several times per flow for seven names.
-    present = set(headers) if isinstance(headers, dict) else {k.decode("latin-1").lower() for k, _ in headers.fields}
+    # Values redacted already are left alone: the translated request's is, at each of those times.
+    if isinstance(headers, dict):
+        present = {k for k, v in headers.items() if v != REDACTED}
+    else:
+        present = {k.decode("latin-1").lower() for k, v in headers.fields if v != REDACTED_FIELD}
     for name in SECRET_HEADERS:
         if name in present:
             headers[name] = REDACTED
+
+
+def has_secret(headers) -> bool:
+    """Whether a mitmproxy Headers object holds a secret header value that is not redacted yet."""
+    return any(k.lower() in SECRET_FIELDS and v != REDACTED_FIELD for k, v in headers.fields)
 
 
 def hold_env(*names: str) -> None:
