@@ -204,7 +204,7 @@ class DeltaTemplate:
     a full json.dumps per token.
     """
 
-    __slots__ = ("_tmpl", "_piece")
+    __slots__ = ("_tmpl", "_piece", "_pair")
 
     def __init__(self, etype: str, before: dict, key: str = "delta", after: dict | None = None) -> None:
         head = dumps(before)[1:-1].replace(b"%", b"%%")
@@ -214,6 +214,7 @@ class DeltaTemplate:
         end = (b"," + tail if tail else b"") + b"}\n\n"
         self._tmpl = start + b"%b" + end
         self._piece = start + b'"%b"' + end
+        self._pair = self._piece * 2
 
     def render(self, seq: int, text: str) -> bytes:
         return self._tmpl % (seq, dump_str(text))
@@ -224,9 +225,12 @@ class DeltaTemplate:
         return self._piece % (seq, piece)
 
     def render_pieces(self, seq: int, pieces: list[bytes]) -> bytes:
-        """render_piece for consecutive deltas numbered from `seq`, in one call."""
+        """render_piece for consecutive deltas numbered from `seq`, in one call (one or two pieces,
+        the usual counts per read, with one format: map and zip cost more than they save there)."""
         if len(pieces) == 1:
             return self._piece % (seq, pieces[0])
+        if len(pieces) == 2:
+            return self._pair % (seq, pieces[0], seq + 1, pieces[1])
         return b"".join(map(self._piece.__mod__, zip(range(seq, seq + len(pieces)), pieces)))
 
 
