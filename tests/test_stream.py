@@ -990,6 +990,18 @@ def random_chunks(rnd: random.Random) -> list:
 
 
 def run_both(body: list[bytes], cut: str | list[int], rnd: random.Random, monkeypatch, **turn_kw) -> tuple[bytes, bytes, int]:
+    """The fast and the general path fed the same reads; their outputs must agree read by read (a
+    fast path may not hold back what the general path emits). Both outputs, and the fast one's parses."""
+    data = b"".join(body)
+    if not isinstance(cut, str):  # the cut points themselves
+        reads = [data[a:b] for a, b in zip([0, *cut], [*cut, len(data)])]
+    elif cut == "frames":
+        reads = body
+    elif cut == "merged":
+        reads = [b"".join(body[i : i + 3]) for i in range(0, len(body), 3)]
+    else:
+        points = sorted(rnd.sample(range(1, len(data)), min(len(data) - 1, 12)))
+        reads = [data[a:b] for a, b in zip([0] + points, points + [len(data)])]
     outs, parses = [], 0
     real = stream_mod._loads
     for fast in (True, False):
@@ -999,21 +1011,13 @@ def run_both(body: list[bytes], cut: str | list[int], rnd: random.Random, monkey
         monkeypatch.setattr(stream_mod, "_loads", lambda p: (next(calls), real(p))[1])
         s = ResponsesStream(make_turn(created_at=1776848906, response_id="resp_1", **turn_kw), RULES)
         s._fast = s._fast and fast
-        data = b"".join(body)
-        if not isinstance(cut, str):  # the cut points themselves
-            reads = [data[a:b] for a, b in zip([0, *cut], [*cut, len(data)])]
-        elif cut == "frames":
-            reads = body
-        elif cut == "merged":
-            reads = [b"".join(body[i : i + 3]) for i in range(0, len(body), 3)]
-        else:
-            points = sorted(rnd.sample(range(1, len(data)), min(len(data) - 1, 12)))
-            reads = [data[a:b] for a, b in zip([0] + points, points + [len(data)])]
-        out = b"".join(s.feed(r) for r in reads) + s.finish()
-        outs.append(out)
+        outs.append([*map(s.feed, reads), s.finish()])
         if fast:
             parses = next(calls)
-    return outs[0], outs[1], parses
+    if outs[0] != outs[1] and b"".join(outs[0]) == b"".join(outs[1]):
+        at = next(i for i, (a, b) in enumerate(zip(*outs)) if a != b)
+        pytest.fail(f"the same bytes but not after the same reads (first at read {at} of {len(reads)})")
+    return b"".join(outs[0]), b"".join(outs[1]), parses
 
 
 @pytest.mark.parametrize("cut", ["frames", "merged", "random"])
@@ -1096,8 +1100,14 @@ def run_chunks(rnd: random.Random) -> list:
             chunks += [say(piece()) for _ in range(rnd.randint(1, 25))]
         else:
             chunks += tool_call(0, "call_" + "b" * 24, "exec_command", '{"cmd":"ls"}')
+        if rnd.random() < 0.3:  # a piece in a chunk that is more than a piece
+            chunks.append(rnd.choice([chunk({"content": "x", "reasoning_content": "y"}), chunk({"content": "x"}, usage=usage()["usage"]),
+                                      chunk({"reasoning_content": "y", "role": "assistant"})]))
     calls = any(c["choices"][0]["delta"]["tool_calls"] for c in chunks)
-    return chunks + [finish("tool_calls" if calls else "stop"), usage()]
+    end = finish("tool_calls" if calls else "stop")
+    if rnd.random() < 0.5:
+        end["choices"][0]["delta"]["content"] = "last"  # the finish with a piece of its own
+    return chunks + [end, usage()]
 
 
 def reframe(frames: list[bytes], rnd: random.Random, variant: str) -> list[bytes]:
@@ -1162,3 +1172,27 @@ def test_learned_run_takes_frames_split_across_reads_without_the_parser(monkeypa
         # role, the piece that opens the item, the one that teaches the template, the one that uses
         # it first (the frames are compiled then), finish, usage, [DONE]
         assert len(events) == 7, events
+
+
+def test_learned_run_never_joins_a_character_split_between_two_pieces(monkeypatch):
+    """Each piece is decoded alone, as the general path does: "é" cut between two chunks is two
+    replacement characters either way, in a run of frames or not."""
+    chunks = [role()] + [say("tok ")] * 4 + [say("Q1"), say("Q2")] + [say("tok ")] * 4 + [finish(), usage()]
+    body = [re.sub(rb'"created":\d+', b'"created":1', f).replace(b"Q1", "é".encode()[:1]).replace(b"Q2", "é".encode()[1:])
+            for f in other_frames(chunks, False, False)]
+    data = b"".join(body)
+    for step in (len(body[2]) * 3 // 2, len(body[2]) * 2, len(data)):
+        fast, slow, _ = run_both(body, list(range(step, len(data), step)), random.Random(5), monkeypatch)
+        assert fast == slow
+        assert check(fast)[1]["output"][0]["content"][0]["text"] == "tok " * 4 + "\ufffd\ufffd" + "tok " * 4
+
+
+def test_a_frame_cut_short_and_followed_by_a_whole_one_is_junk_either_way(monkeypatch):
+    """A frame the provider never finished runs into the next one: one line of junk for the general
+    path, so also for the fast paths (the read-level shortcut stays off while a frame is held)."""
+    frames = [re.sub(rb'"created":\d+', b'"created":1', f) for f in other_frames([role()] + [say("tok ")] * 6 + [finish(), usage()], False, False)]
+    cut = frames[4][: len(frames[4]) // 2 + 40]
+    reads = frames[:4] + [frames[4] + cut, frames[5], frames[6]] + frames[7:]  # one frame per read, then the cut one
+    fast, slow, _ = run_both(reads, "frames", random.Random(6), monkeypatch)
+    assert fast == slow
+    assert check(fast)[1]["output"][0]["content"][0]["text"] == "tok " * 5
