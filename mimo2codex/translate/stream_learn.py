@@ -6,8 +6,11 @@ MiMo's key order and explicit nulls; other OpenAI-compatible servers (no nulls, 
 take the JSON parser on every chunk. So the first frame of an item the general path finds to be one
 plain piece teaches a template, the payload bytes around that piece (_learn); later payloads with
 the same two ends skip the parser (_learned_piece). It works on payloads, after the SSE parser, so
-also on frames split across reads. Both ways give the same bytes (tests/test_stream.py). Its state
-(`self._learned`) is set up in ResponsesStream.__init__.
+also on frames split across reads. Once used, the template is compiled as whole frames (frames(),
+`self._frames`) and whole runs of them are translated per read, a few calls whatever their number,
+before the parser sees them (_learned_run; a frame the read cuts off waits in `self._held`). All
+ways give the same bytes after the same reads (tests/test_stream.py). The state is set up in
+ResponsesStream.__init__.
 """
 
 from __future__ import annotations
