@@ -175,3 +175,23 @@ def test_response_object_echo_cannot_override_our_fields():
     assert r["tools"] == [{"type": "function", "name": "f"}] and r["parallel_tool_calls"] is False and r["prompt_cache_key"] == "k"
     assert r["output"] == [] and r["usage"] is None and r["error"] is None and r["incomplete_details"] is None
     assert list(r)[:2] == ["id", "object"]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 5])
+def test_render_pieces_is_render_piece_in_a_row(n):
+    t = DeltaTemplate("response.output_text.delta", {"item_id": "msg_1", "output_index": 0, "content_index": 0}, after={"logprobs": []})
+    pieces = [b"p%d %%d" % i for i in range(n)]
+    assert t.render_pieces(7, pieces) == b"".join(t.render_piece(7 + i, p) for i, p in enumerate(pieces))
+
+
+def test_resume_hands_back_the_line_start_and_nothing_more():
+    p = SSEParser()
+    assert p.feed(b'data: {"a":1}\n\ndata: {"b"') == [(None, b'{"a":1}')]
+    assert not p.idle
+    assert p.resume(b":2}\n\n") == b'data: {"b":2}\n\n'
+    assert p.idle and p.feed(b"data: x\n\n") == [(None, b"x")]
+    for pending in (b"data: a\n", b"event: e\n", b"data: a\r"):  # a frame's first line, a name, a "\r"
+        p = SSEParser()
+        assert p.feed(pending) == []
+        assert p.resume(b"\n") is None
+        assert p.feed(b"\n") + p.close() == parse_all(pending + b"\n")

@@ -989,7 +989,19 @@ def random_chunks(rnd: random.Random) -> list:
     return chunks + [finish("tool_calls" if any(c["choices"][0]["delta"]["tool_calls"] for c in chunks) else "stop"), usage()]
 
 
-def run_both(body: list[bytes], cut: str, rnd: random.Random, monkeypatch, **turn_kw) -> tuple[bytes, bytes, int]:
+def run_both(body: list[bytes], cut: str | list[int], rnd: random.Random, monkeypatch, **turn_kw) -> tuple[bytes, bytes, int]:
+    """The fast and the general path fed the same reads; their outputs must agree read by read (a
+    fast path may not hold back what the general path emits). Both outputs, and the fast one's parses."""
+    data = b"".join(body)
+    if not isinstance(cut, str):  # the cut points themselves
+        reads = [data[a:b] for a, b in zip([0, *cut], [*cut, len(data)])]
+    elif cut == "frames":
+        reads = body
+    elif cut == "merged":
+        reads = [b"".join(body[i : i + 3]) for i in range(0, len(body), 3)]
+    else:
+        points = sorted(rnd.sample(range(1, len(data)), min(len(data) - 1, 12)))
+        reads = [data[a:b] for a, b in zip([0] + points, points + [len(data)])]
     outs, parses = [], 0
     real = stream_mod._loads
     for fast in (True, False):
@@ -999,19 +1011,13 @@ def run_both(body: list[bytes], cut: str, rnd: random.Random, monkeypatch, **tur
         monkeypatch.setattr(stream_mod, "_loads", lambda p: (next(calls), real(p))[1])
         s = ResponsesStream(make_turn(created_at=1776848906, response_id="resp_1", **turn_kw), RULES)
         s._fast = s._fast and fast
-        data = b"".join(body)
-        if cut == "frames":
-            reads = body
-        elif cut == "merged":
-            reads = [b"".join(body[i : i + 3]) for i in range(0, len(body), 3)]
-        else:
-            points = sorted(rnd.sample(range(1, len(data)), min(len(data) - 1, 12)))
-            reads = [data[a:b] for a, b in zip([0] + points, points + [len(data)])]
-        out = b"".join(s.feed(r) for r in reads) + s.finish()
-        outs.append(out)
+        outs.append([*map(s.feed, reads), s.finish()])
         if fast:
             parses = next(calls)
-    return outs[0], outs[1], parses
+    if outs[0] != outs[1] and b"".join(outs[0]) == b"".join(outs[1]):
+        at = next(i for i, (a, b) in enumerate(zip(*outs)) if a != b)
+        pytest.fail(f"the same bytes but not after the same reads (first at read {at} of {len(reads)})")
+    return b"".join(outs[0]), b"".join(outs[1]), parses
 
 
 @pytest.mark.parametrize("cut", ["frames", "merged", "random"])
@@ -1071,3 +1077,122 @@ def test_fast_path_waits_for_a_half_read_line(monkeypatch):
     fast, slow, _ = run_both(glued, "frames", random.Random(3), monkeypatch)
     assert fast == slow
     assert check(fast)[1]["output"][0]["content"][0]["text"] == "abd"
+
+
+# ----------------------------------------------------------------------------------------------
+# Whole runs of frames that fit the learnt template (stream_learn._learned_run), reads cut anywhere
+
+PLAIN_WORDS = ["tok ", "plain", " words", "。", "é", "中文", "😀", "x" * 40]
+
+
+def run_chunks(rnd: random.Random) -> list:
+    """Long runs of plain pieces, now and then an awkward one (escape, quote, bad UTF-8, empty), a
+    tool call with text after it, both kinds."""
+    def piece() -> str:
+        return rnd.choice(AWKWARD) if rnd.random() < 0.15 else rnd.choice(PLAIN_WORDS)
+
+    chunks = [role()]
+    for _ in range(rnd.randint(1, 4)):
+        kind = rnd.random()
+        if kind < 0.35:
+            chunks += [think(piece()) for _ in range(rnd.randint(1, 25))]
+        elif kind < 0.85:
+            chunks += [say(piece()) for _ in range(rnd.randint(1, 25))]
+        else:
+            chunks += tool_call(0, "call_" + "b" * 24, "exec_command", '{"cmd":"ls"}')
+        if rnd.random() < 0.3:  # a piece in a chunk that is more than a piece
+            chunks.append(rnd.choice([chunk({"content": "x", "reasoning_content": "y"}), chunk({"content": "x"}, usage=usage()["usage"]),
+                                      chunk({"reasoning_content": "y", "role": "assistant"})]))
+    calls = any(c["choices"][0]["delta"]["tool_calls"] for c in chunks)
+    end = finish("tool_calls" if calls else "stop")
+    if rnd.random() < 0.5:
+        end["choices"][0]["delta"]["content"] = "last"  # the finish with a piece of its own
+    return chunks + [end, usage()]
+
+
+def reframe(frames: list[bytes], rnd: random.Random, variant: str) -> list[bytes]:
+    """Other framings of the same events: `data: ` with the space (all or some frames), CRLF line
+    ends, `event:` / `id:` lines and comments between frames, a template that changes mid-stream."""
+    out = []
+    for f in frames:
+        if variant == "spaced" or (variant == "mixed" and rnd.random() < 0.2):
+            f = b"data: " + f[5:]
+        if variant == "fields" and rnd.random() < 0.15:
+            f = rnd.choice([b"event: message\n", b"id: 7\n", b": keep-alive\n\n", b"retry: 10\n"]) + f
+        if variant == "changes" and rnd.random() < 0.1:
+            f = f.replace(b'"fp_1"', b'"fp_%d"' % rnd.randint(2, 3))
+        out.append(f.replace(b"\n", b"\r\n") if variant == "crlf" else f)
+    return out
+
+
+@pytest.mark.parametrize("variant", ["plain", "spaced", "mixed", "crlf", "fields", "changes", "hidden"])
+def test_learned_runs_same_bytes_as_general_path_for_reads_cut_anywhere(variant, monkeypatch):
+    """Reads of one and a half frames (as bench/fast_upstream.py --framing other cuts them), the first
+    read cut at every byte of the first frames: so reads end inside `data:`, inside the head,
+    inside a piece or a UTF-8 character of it, between the two line ends; a read of the whole
+    body has [DONE], the finish and tool calls in the same read as plain pieces."""
+    rnd = random.Random(variant)
+    for n in range(2):
+        chunks = run_chunks(rnd)
+        body = reframe(other_frames(chunks, False, spaced=False), rnd, variant)
+        data = b"".join(body)
+        step = len(body[2]) * 3 // 2
+        first = fast_first = None
+        for start in [*range(1, step), len(data) - 1]:
+            cuts = list(range(start, len(data), step))
+            fast, slow, _ = run_both(body, cuts, rnd, monkeypatch, show_reasoning=variant != "hidden")
+            assert fast == slow, f"case {n}, first read {start} bytes: {chunks}"
+            first, fast_first = first or slow, fast_first or fast
+        assert first == fast_first
+        check(first)
+
+
+def test_learned_run_takes_frames_split_across_reads_without_the_parser(monkeypatch):
+    """Past the first frames, a stream cut every 1.5 frames reaches the SSE parser only for the
+    halves of frames held between reads (never as events), the first frames, finish, usage, [DONE]."""
+    events: list = []
+    real = stream_mod.SSEParser.feed
+    monkeypatch.setattr(stream_mod.SSEParser, "feed", lambda self, data: events.extend(out := real(self, data)) or out)
+
+    def translate(reads: list[bytes], fast: bool) -> bytes:
+        ids = itertools.count()
+        monkeypatch.setattr(turn_mod, "new_id", lambda prefix: f"{prefix}_{next(ids)}")
+        s = ResponsesStream(make_turn(), RULES)
+        s._fast = fast
+        return b"".join(map(s.feed, reads)) + s.finish()
+
+    for kind in (think, say):
+        chunks = [role()] + [kind("tok ")] * 200 + [finish(), usage()]
+        data = b"".join(re.sub(rb'"created":\d+', b'"created":1', f) for f in other_frames(chunks, False, spaced=False))
+        step = len(data) // len(chunks) * 3 // 2
+        reads = [data[i : i + step] for i in range(0, len(data), step)]
+        want = translate(reads, False)
+        events.clear()
+        assert translate(reads, True) == want
+        # role, the piece that opens the item, the one that teaches the template, the one that uses
+        # it first (the frames are compiled then), finish, usage, [DONE]
+        assert len(events) == 7, events
+
+
+def test_learned_run_never_joins_a_character_split_between_two_pieces(monkeypatch):
+    """Each piece is decoded alone, as the general path does: "é" cut between two chunks is two
+    replacement characters either way, in a run of frames or not."""
+    chunks = [role()] + [say("tok ")] * 4 + [say("Q1"), say("Q2")] + [say("tok ")] * 4 + [finish(), usage()]
+    body = [re.sub(rb'"created":\d+', b'"created":1', f).replace(b"Q1", "é".encode()[:1]).replace(b"Q2", "é".encode()[1:])
+            for f in other_frames(chunks, False, False)]
+    data = b"".join(body)
+    for step in (len(body[2]) * 3 // 2, len(body[2]) * 2, len(data)):
+        fast, slow, _ = run_both(body, list(range(step, len(data), step)), random.Random(5), monkeypatch)
+        assert fast == slow
+        assert check(fast)[1]["output"][0]["content"][0]["text"] == "tok " * 4 + "\ufffd\ufffd" + "tok " * 4
+
+
+def test_a_frame_cut_short_and_followed_by_a_whole_one_is_junk_either_way(monkeypatch):
+    """A frame the provider never finished runs into the next one: one line of junk for the general
+    path, so also for the fast paths (the read-level shortcut stays off while a frame is held)."""
+    frames = [re.sub(rb'"created":\d+', b'"created":1', f) for f in other_frames([role()] + [say("tok ")] * 6 + [finish(), usage()], False, False)]
+    cut = frames[4][: len(frames[4]) // 2 + 40]
+    reads = frames[:4] + [frames[4] + cut, frames[5], frames[6]] + frames[7:]  # one frame per read, then the cut one
+    fast, slow, _ = run_both(reads, "frames", random.Random(6), monkeypatch)
+    assert fast == slow
+    assert check(fast)[1]["output"][0]["content"][0]["text"] == "tok " * 5

@@ -86,6 +86,17 @@ class SSEParser:
         self.idle = not self._buf and not self._data and not self._cr and self._event is None
         return out
 
+    def resume(self, data: bytes) -> bytes | None:
+        """The start of a line held back from the last feed, handed back, followed by `data`: for a
+        caller that reads whole frames itself and feeds the parser what it leaves. None (nothing
+        handed back) when more is held: a frame's earlier lines, an `event:`, a "\\r" whose "\\n" may follow."""
+        if self._data or self._event is not None or self._cr:
+            return None
+        held = bytes(self._buf)
+        self._buf.clear()
+        self.idle = True
+        return held + data
+
     def close(self) -> list[tuple[str | None, bytes]]:
         """End of input: an unterminated last line and a frame without its blank line still count."""
         lines = [bytes(self._buf)] if self._buf else []
@@ -193,7 +204,7 @@ class DeltaTemplate:
     a full json.dumps per token.
     """
 
-    __slots__ = ("_tmpl", "_piece")
+    __slots__ = ("_tmpl", "_piece", "_pair")
 
     def __init__(self, etype: str, before: dict, key: str = "delta", after: dict | None = None) -> None:
         head = dumps(before)[1:-1].replace(b"%", b"%%")
@@ -203,6 +214,7 @@ class DeltaTemplate:
         end = (b"," + tail if tail else b"") + b"}\n\n"
         self._tmpl = start + b"%b" + end
         self._piece = start + b'"%b"' + end
+        self._pair = self._piece * 2
 
     def render(self, seq: int, text: str) -> bytes:
         return self._tmpl % (seq, dump_str(text))
@@ -211,6 +223,15 @@ class DeltaTemplate:
         """The same for a delta whose UTF-8 needs no escape (no quote, backslash or control
         character), copied as is between the quotes."""
         return self._piece % (seq, piece)
+
+    def render_pieces(self, seq: int, pieces: list[bytes]) -> bytes:
+        """render_piece for consecutive deltas numbered from `seq`, in one call (one or two pieces,
+        the usual counts per read, with one format: map and zip cost more than they save there)."""
+        if len(pieces) == 1:
+            return self._piece % (seq, pieces[0])
+        if len(pieces) == 2:
+            return self._pair % (seq, pieces[0], seq + 1, pieces[1])
+        return b"".join(map(self._piece.__mod__, zip(range(seq, seq + len(pieces)), pieces)))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -100,7 +100,9 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
         self._same: tuple[str, bytes, bytes, int] | None = None  # kind, bytes before and after the piece, their length
         # The same idea for any provider's framing, learnt from a frame the general path found to be
         # a plain piece (stream_learn.py): kind, that payload's bytes around the piece, their length.
-        self._learned: tuple[str, bytes, bytes, int] | None = None
+        self._learned: tuple[str, bytes, bytes, int, bytes] | None = None
+        self._frames: tuple | None = None  # that template as whole frames (stream_learn.py)
+        self._held = b""  # the start of a frame the last read cut off, when they go that way
 
         self._show = bool(turn.show_reasoning)
         self._parser = SSEParser()
@@ -157,12 +159,15 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
         try:
             if not self._started:
                 self._start()
-            if self._fast and self._parser.idle:
-                taken = self._plain(data)
-                if taken:
-                    if taken == len(data):
-                        return out[0] if len(out) == 1 else b"".join(out)
-                    data = data[taken:]
+            frames, rest = self._frames, data
+            if frames is not None and self._open == frames[0] and not self._calls:
+                rest = self._learned_run(frames, data)  # what the parser still has to read
+            if self._fast and self._parser.idle and rest and (rest is data or rest[-2:] == b"\n\n"):
+                taken = self._plain(rest)
+                rest = rest[taken:]
+            if not rest:
+                return out[0] if len(out) == 1 else b"".join(out)
+            data = rest
             idle = self._parser.idle
             for name, payload in self._parser.feed(data):
                 if payload[:1] == b"{" and name is None:
@@ -246,6 +251,7 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
         out = self._out = []
         try:
             self._start()
+            self._parser.feed(self._held)  # no line end in it: held back by the parser too, then closed
             for name, payload in self._parser.close():
                 self._on_event(name, payload)
                 if self.done:
