@@ -6,6 +6,8 @@ in the request body picks the answer:
 
     bench:tiny            role chunk, 3 content chunks, finish, usage, [DONE]
     bench:long:<n>        role chunk, n content chunks, finish, usage, [DONE]
+    bench:paced:<n>       the same, one HTTP chunk every PACE seconds, as a provider generating
+                          tokens sends them: each read of a proxy in between then holds one chunk
 
 Every SSE event is its own HTTP/1.1 chunk (as MiMo sends them), the whole answer is written at
 once (the upstream is never the bottleneck), and connections are kept alive.
@@ -27,7 +29,8 @@ import re
 import signal
 import sys
 
-_MARK = re.compile(rb"bench:(tiny|long:(\d+))")
+_MARK = re.compile(rb"bench:(tiny|(?:long|paced):(\d+))")
+PACE = 0.001
 _CACHE: dict[bytes, bytes] = {}
 
 
@@ -99,6 +102,19 @@ def dechunk(body: bytes) -> list[bytes]:
         body = body[size + 2 :]
 
 
+async def paced(writer: asyncio.StreamWriter, n: int) -> None:
+    """A `bench:long:<n>` answer written one HTTP chunk at a time, PACE seconds apart."""
+    whole = answer(b"long:%d" % n, n)
+    head, body = whole.split(b"\r\n\r\n", 1)
+    writer.write(head + b"\r\n\r\n")
+    for data in dechunk(body):
+        writer.write(_http_chunk(data))
+        await writer.drain()
+        await asyncio.sleep(PACE)
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+
+
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while True:
@@ -110,8 +126,11 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             body = await reader.readexactly(int(m.group(1))) if m else b""
             marks = _MARK.findall(body)
             shape, count = marks[-1] if marks else (b"tiny", b"")
-            writer.write(answer(shape, int(count) if count else 3))
-            await writer.drain()
+            if shape.startswith(b"paced:"):
+                await paced(writer, int(count))
+            else:
+                writer.write(answer(shape, int(count) if count else 3))
+                await writer.drain()
             if re.search(rb"(?i)\r\nconnection:\s*close", head):
                 return
     except (ConnectionError, asyncio.IncompleteReadError):

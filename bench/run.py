@@ -52,6 +52,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import fast_upstream  # noqa: E402
 from mimo2codex import proxyproc  # noqa: E402
 
 PY = sys.executable
@@ -303,6 +304,42 @@ def bench_long(targets: list[Target], n_rounds: int, chunks: int, per_round: int
     return {"row": row, "ratio": ratio, "cpu_ratio": cpu_ratio}
 
 
+def bench_paced(targets: list[Target], n_rounds: int, streams: int, chunks: int) -> dict:
+    """Proxy CPU per chunk when every read holds one chunk, as with a provider generating tokens.
+
+    `long` and `concurrent` get their chunks written all at once, so a proxy that passes on a whole
+    read at a time (mimo2codex's relay) pays its per-chunk cost once per read there; here it pays it
+    per event, as plain mitmdump always does."""
+    show(f"paced: {streams} streams of {chunks} chunks, {fast_upstream.PACE * 1000:g} ms apart, at once")
+    targets = [t for t in targets if t.name not in ("direct", "plain-buffered") and not t.name.startswith("translate-")]
+
+    def measure(t: Target):
+        async def run_all():
+            async def one():
+                reader, writer = await asyncio.open_connection("127.0.0.1", t.port)
+                try:
+                    return await asyncio.wait_for(exchange(reader, writer, t.request(f"bench:paced:{chunks}")), 60)
+                finally:
+                    writer.close()
+            return await asyncio.gather(*[one() for _ in range(streams)])
+
+        c0 = cpu_seconds(t.pid)
+        results = asyncio.run(run_all())
+        bad = sum(not t.ok(r[3]) for r in results)
+        return (cpu_seconds(t.pid) - c0) / (streams * chunks), bad
+
+    res = rounds(targets, n_rounds, measure)
+    row = {name: min(r[0] for r in runs) for name, runs in res.items()}
+    for name, runs in res.items():
+        print(f"  {name:18s} proxy CPU {row[name] * 1e6:5.1f} µs/chunk (median {med([r[0] for r in runs]) * 1e6:5.1f})"
+              f"  bad answers {sum(r[1] for r in runs)}")
+    for name in row:
+        if name != "plain":
+            print(f"  CPU per chunk plain / {name} = {row['plain'] / max(1e-12, row[name]):.2f} (best rounds;"
+                  f" the throughput ratio when the proxy is the bottleneck and reads hold one chunk)")
+    return row
+
+
 def bench_concurrent(targets: list[Target], streams: int, chunks: int) -> dict:
     show(f"concurrent: {streams} streams of {chunks} chunks at once (loopback, one client process)")
     out = {}
@@ -552,6 +589,8 @@ def run_set(framing: str, args, n_rounds: int) -> None:
             bench_ttfb(targets, n_rounds, 60 if args.quick else 150)
         if "long" in args.sections:
             bench_long(targets, n_rounds + 2, 5000, 2)
+        if "paced" in args.sections:
+            bench_paced(targets, n_rounds, 8, 1000)
         if "concurrent" in args.sections:
             for streams in args.streams:
                 bench_concurrent(targets, streams, 200)
@@ -567,7 +606,7 @@ def run_set(framing: str, args, n_rounds: int) -> None:
         upstream.stop()
 
 
-SECTIONS = ("ttfb", "long", "concurrent", "request", "profile")
+SECTIONS = ("ttfb", "long", "paced", "concurrent", "request", "profile")
 FRAMINGS = {"mimo": "MiMo's: explicit nulls, one HTTP chunk per event",
             "other": "other providers': delta without nulls, more envelope fields, 'data:' without a space, events split across reads"}
 
