@@ -25,6 +25,11 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+def joined(pieces: list[bytes], end: bytes) -> bytes:
+    """One chunk of all `pieces` followed by `end`, built in one copy (a burst is tens of KB a flow)."""
+    return b"".join([b"%x\r\n" % sum(map(len, pieces)), *pieces, end])
+
+
 def hostport(scheme: str, host: str, port: int) -> str:
     """The authority of a URL and a Host header: an IPv6 literal in brackets, the default port left out.
 
@@ -284,7 +289,7 @@ class Exchange:
                     if blank:  # the blank line after the last chunk (and any trailers)
                         self.reusable = pos == n and self.headers.get("connection", "").lower() != "close"
                         # with the last data, in one write: a separate one costs mitmproxy a read
-                        yield (chunk(b"".join(out)) if out else b"") + b"0\r\n\r\n"
+                        yield joined(out, b"\r\n0\r\n\r\n") if out else b"0\r\n\r\n"
                         return
                     continue
                 try:
@@ -297,7 +302,7 @@ class Exchange:
                 else:
                     need = size
             if out:  # never an empty chunk: that is the last-chunk marker
-                yield chunk(out[0] if len(out) == 1 else b"".join(out))
+                yield joined(out, b"\r\n")
 
     def release(self) -> None:
         pool = POOL.setdefault(self.key, [])
