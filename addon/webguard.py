@@ -12,7 +12,8 @@ provider key in its environment) or point the proxy elsewhere.
   (ScriptLoader would otherwise load the new script and unload this addon before our `configure`
   could object), the value is rolled back and the caller gets the error.
 - `WebGuard`: every request to the web UI passes one check before mitmweb's handler is chosen
-  (the tornado application's `find_handler`, wrapped in place when the script loads, before
+  (the tornado application's `find_handler`, wrapped in place by addon/webui.py, imported only
+  under mitmweb, when the script loads, before
   mitmweb listens; pinned by tests on 11 and 12): the `Host` must be an IP address or localhost
   (DNS rebinding; mitmweb 12 no longer checks it), a cross-origin browser request (an `Origin`
   other than the UI's own, `Sec-Fetch-Site` other than same-origin) is refused, commands that run code or
@@ -32,16 +33,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 import re
 import secrets
 import sys
 from urllib.parse import urlencode, urlsplit
 
-import tornado.log
-import tornado.web
 from mitmproxy import ctx, exceptions, optmanager, types
-from mitmproxy.tools.web import webaddons
 
 # The only options the web UI may still change: what is shown, and intercepting flows.
 ADJUSTABLE = frozenset({
@@ -93,10 +90,14 @@ class WebGuard:
     def load(self, loader) -> None:
         # Installed while the script loads, before mitmweb listens: no request is ever unchecked.
         app = getattr(ctx.master, "app", None)
-        if not isinstance(app, tornado.web.Application):
-            return  # not mitmweb
+        if app is None:
+            return  # not mitmweb: tornado is never imported (~5 MB a mitmdump would carry for nothing)
+        from addon import webui
+
+        if not isinstance(app, webui.tornado.web.Application):
+            return
         if getattr(app, "mimo2codex_guard", None) is None:  # else: the script was reloaded, the guard stays
-            install(app, Check(ctx.master, own_login=own_login_needed()))
+            webui.install(app, Check(ctx.master, own_login=own_login_needed()))
         mask_secret_options()
         if not own_login_needed():
             return
@@ -133,7 +134,9 @@ class WebGuard:
         print(f"mimo2codex: mitmweb UI at {url} (this token is shown only here; a restart makes a new one)",
               file=sys.stderr, flush=True)
         if ctx.options.web_open_browser:
-            webaddons.open_browser(url)
+            from addon import webui
+
+            webui.webaddons.open_browser(url)
 
 
 def mask_secret_options() -> None:
@@ -156,21 +159,6 @@ def mask_secret_options() -> None:
 
     dump_dicts.mimo2codex_masked = True  # type: ignore[attr-defined]
     optmanager.dump_dicts = dump_dicts
-
-
-def install(app: tornado.web.Application, guard: Check) -> None:
-    """Every request meets `guard` before mitmweb's router picks a handler (also for /updates)."""
-    original = app.find_handler
-
-    def find_handler(request, **kwargs):
-        refusal = guard.refusal(request)
-        if refusal is None:
-            return original(request, **kwargs)
-        return app.get_handler_delegate(request, Refused, refusal)
-
-    app.find_handler = find_handler
-    app.settings["log_function"] = log_request
-    app.mimo2codex_guard = guard
 
 
 def keep_token(webauth) -> None:
@@ -254,35 +242,5 @@ class Check:
         return morsel is not None and hmac.compare_digest(morsel.value.encode(), self.cookie_value.encode())
 
 
-def log_request(handler) -> None:
-    """tornado's access log line without the query string, where a token may be (?token=)."""
-    status = handler.get_status()
-    level = logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-    req = handler.request
-    tornado.log.access_log.log(level, "%d %s %s (%s) %.2fms", status, req.method, req.path, req.remote_ip,
-                               1000.0 * req.request_time())
-
-
 def deny(status: int, why: str) -> dict:
     return {"status": status, "text": f"mimo2codex: {why}\n"}
-
-
-class Refused(tornado.web.RequestHandler):
-    """Answers a request WebGuard turned away (or redirects after a good ?token=)."""
-
-    def initialize(self, status: int, text: str, location: str | None = None, cookie: tuple[str, str] | None = None) -> None:
-        self.answer = (status, text, location, cookie)
-
-    def check_xsrf_cookie(self) -> None:  # our answer, not mitmweb's: nothing to protect
-        pass
-
-    def prepare(self) -> None:
-        status, text, location, cookie = self.answer
-        self.set_status(status)
-        self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.set_header("Cache-Control", "no-store")
-        if cookie:
-            self.set_cookie(*cookie, path="/", httponly=True, samesite="Strict")
-        if location:
-            self.set_header("Location", location)
-        self.finish(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from mitmproxy import exceptions, http
@@ -356,3 +357,15 @@ def test_the_translated_request_keeps_the_clients_connection_header_as_sent(tctx
     assert f.request.url == UPSTREAM + "/chat/completions"
     assert f.request.headers["host"] == UPSTREAM.split("/")[2]
     assert f.request.headers["content-length"] == str(len(f.request.raw_content))
+
+
+def test_the_addon_under_mitmdump_never_loads_tornado():
+    """mitmweb's web stack (tornado, its handlers: ~5 MB) is imported by addon/webui.py, only under mitmweb."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import addon.mimo; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tornado' or m.startswith('mitmproxy.tools.web')))")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parent.parent)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr[-2000:])
