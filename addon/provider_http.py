@@ -260,7 +260,7 @@ class Exchange:
                 need -= n
                 if need == 0:
                     crlf = 2
-                yield b"%x\r\n%b\r\n" % (n, data)
+                yield chunk(data)
                 continue
             out: list[bytes] = []
             pos = 0

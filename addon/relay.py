@@ -29,7 +29,6 @@ from addon import provider_http, reloading
 from addon.relay_server import BACKLOG, HOLD, META, STATE, TICKET_HEADER, Ticket, serve, ticket_for  # noqa: F401  (the relay's names)
 from mimo2codex.translate import secrets
 
-REDACTED = secrets.REDACTED.encode()
 
 ENTRY = Path(__file__).resolve().parent / "mimo.py"  # the script mitmproxy loads
 
@@ -85,9 +84,9 @@ class Relay:
         auth, fields = route.rules.auth_header.lower().encode(), []
         for k, v in req.headers.fields:
             low = k.lower()
-            if low == auth and v != REDACTED:
+            if low == auth and v != secrets.REDACTED_FIELD:
                 credential = (route.rules.auth_header, v.decode("utf-8", "surrogateescape"))
-                v = REDACTED  # the flow shows that it is sent, never what
+                v = secrets.REDACTED_FIELD  # the flow shows that it is sent, never what
             elif low == b"host" or (hold and low == b"content-length"):
                 continue  # set below
             fields.append((k, v))

@@ -13,7 +13,7 @@ For each request the relay:
   Tee turns them into `response.created` then `response.in_progress` events (which Codex and the
   SDKs read, and which reset Codex's idle timer) instead of recording them as provider output;
 - retries 429/5xx within the rules' budget while the client waits, and streams the retried
-  answer chunk by chunk like a first one; an error after the stream opened is handed to the Tee
+  answer as it arrives (one chunk per read, provider_http.Exchange.framed) like a first one; an error after the stream opened is handed to the Tee
   (`Ticket.failure`) which ends the answer with `response.failed`;
 - cancels the provider request when mitmproxy closes the relay connection (client hung up, idle
   watchdog).
