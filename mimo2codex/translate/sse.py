@@ -190,6 +190,14 @@ def dump_str(text: str) -> bytes:
         return encode_basestring(_clean(text)).encode()
 
 
+def taken(out: list[bytes]) -> bytes:
+    """The bytes of one translator call, its list emptied: the translator keeps the list until its
+    next call, and a burst's rendered events would stay in memory that long (every flow at once)."""
+    data = out[0] if len(out) == 1 else b"".join(out)
+    out.clear()
+    return data
+
+
 def event(etype: str, seq: int, fields: dict) -> bytes:
     """One Responses event: `event: <type>` + `data: {"type","sequence_number",...fields}`."""
     body = {"type": etype, "sequence_number": seq}

@@ -34,7 +34,7 @@ import re
 from typing import Any
 
 from mimo2codex.translate.hooks import REGISTRY
-from mimo2codex.translate.sse import DONE, DeltaTemplate, SSEParser, event, response_object
+from mimo2codex.translate.sse import DONE, DeltaTemplate, SSEParser, event, response_object, taken
 from mimo2codex.translate.stream_body import WholeBody
 from mimo2codex.translate.stream_end import Endings
 from mimo2codex.translate.stream_learn import SPECIAL as _SPECIAL, LearntTemplate
@@ -163,10 +163,10 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
             if frames is not None and self._open == frames[0] and not self._calls:
                 rest = self._learned_run(frames, data)  # what the parser still has to read
             if self._fast and self._parser.idle and rest and (rest is data or rest[-2:] == b"\n\n"):
-                taken = self._plain(rest)
-                rest = rest[taken:]
+                used = self._plain(rest)
+                rest = rest[used:]
             if not rest:
-                return out[0] if len(out) == 1 else b"".join(out)
+                return taken(out)
             data = rest
             idle = self._parser.idle
             for name, payload in self._parser.feed(data):
@@ -190,7 +190,7 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
                     break
         except Exception as exc:
             self._crash(exc)
-        return out[0] if len(out) == 1 else b"".join(out)
+        return taken(out)
 
     def _plain(self, data: bytes) -> int:
         """Translate the leading plain-piece frames of `data` (see _PIECES); how many bytes were taken."""
@@ -267,7 +267,7 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
                     )
         except Exception as exc:
             self._crash(exc)
-        return b"".join(out)
+        return taken(out)
 
     def keepalive(self) -> bytes:
         """Events for a client waiting while the provider is silent: the stream's start, then repeats
@@ -280,7 +280,7 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
             self._emit("response.in_progress", {"response": response_object(self.turn, "in_progress")})
         else:
             self._start()
-        return b"".join(out)
+        return taken(out)
 
     def fail(self, code: str, message: str) -> bytes:
         if self.done:
@@ -291,7 +291,7 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
             self._end("failed", code=code or "server_error", message=message or "upstream failure")
         except Exception as exc:
             self._crash(exc)
-        return b"".join(out)
+        return taken(out)
 
     # ---------------------------------------------------------------- plumbing
 
