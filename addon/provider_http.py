@@ -1,6 +1,6 @@
 """The relay's HTTP/1.1 client for the provider (addon/relay.py): pooled asyncio connections, the
-body as it arrives (a chunked body passed on in its own framing), a reset never hiding what
-arrived before it."""
+body passed on as it arrives (one chunk per read: addon/provider_body.py), a reset never hiding
+what arrived before it."""
 
 from __future__ import annotations
 
@@ -14,20 +14,12 @@ from urllib.parse import urlsplit
 import certifi
 from mitmproxy import ctx
 
+from addon.provider_body import MID_BODY, Dechunk, Pipe, chunk
 from mimo2codex import __version__
 
 POOL_MAX = 8  # idle provider connections kept per host
 # Module level: a reload of addon/mimo.py keeps the idle connections.
 POOL: dict[tuple, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
-
-
-def chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-def joined(pieces: list[bytes], end: bytes) -> bytes:
-    """One chunk of all `pieces` followed by `end`, built in one copy (a burst is tens of KB a flow)."""
-    return b"".join([b"%x\r\n" % sum(map(len, pieces)), *pieces, end])
 
 
 def hostport(scheme: str, host: str, port: int) -> str:
@@ -116,6 +108,12 @@ class _Reader(asyncio.StreamReader):
     def set_exception(self, exc: BaseException) -> None:
         self.feed_eof()
 
+    def take(self) -> bytes:
+        """What arrived and was not read yet: the pipe (provider_body.Pipe) takes the connection over."""
+        data = bytes(self._buffer)  # StreamReader's buffer: no public way to empty it without a wait
+        self._buffer.clear()
+        return data
+
 
 class Exchange:
     """One HTTP/1.1 exchange with the provider over a pooled asyncio connection."""
@@ -124,6 +122,8 @@ class Exchange:
         self.key, self.reader, self.writer = key, reader, writer
         self.status, self.headers = status, headers
         self.reusable = False
+        self.dechunk: Dechunk | None = None  # a chunked body's framing, once `first` read into it
+        self.others = None  # any other body, as chunks (`first` takes the first one)
 
     @classmethod
     async def open(cls, url: str, headers: list[tuple[str, str]], body: bytes) -> "Exchange":
@@ -188,7 +188,7 @@ class Exchange:
             while True:
                 line = await r.readline()
                 if not line:
-                    raise ConnectionResetError("provider closed the connection mid-body")
+                    raise ConnectionResetError(MID_BODY)
                 size = int(line.split(b";", 1)[0].strip() or b"0", 16)
                 if size == 0:
                     while (await r.readline()) not in (b"\r\n", b"\n", b""):
@@ -202,7 +202,7 @@ class Exchange:
             while left > 0:
                 data = await r.read(min(left, 65536))
                 if not data:
-                    raise ConnectionResetError("provider closed the connection mid-body")
+                    raise ConnectionResetError(MID_BODY)
                 left -= len(data)
                 yield data
         else:
@@ -231,78 +231,58 @@ class Exchange:
         except zlib.error as e:
             raise ValueError(f"the provider's {enc} body does not decode: {e}") from None
 
-    async def framed(self):
-        """The body as HTTP/1.1 chunked bytes, ending with the last chunk: one chunk per read.
+    async def first(self) -> bytes:
+        """The body's first bytes as HTTP/1.1 chunked framing: the data of the first read that brings
+        any, as one chunk (with the last chunk if the body ends there). `rest` passes on the others."""
+        if "chunked" in self.headers.get("transfer-encoding", "").lower() and "content-encoding" not in self.headers:
+            d = self.dechunk = Dechunk()
+            while True:
+                data = await self.reader.read(65536)
+                if not data:
+                    raise ConnectionResetError(MID_BODY)
+                out = d.feed(data)
+                if d.done:
+                    self._ended()
+                    return out
+                if out:
+                    return out
+        # Other bodies, and compressed ones (decoded first): one chunk per piece, through a generator.
+        self.others = self._others()
+        return await self.others.__anext__()
 
-        A chunked provider's events come one per chunk; everything one read brings is passed on as a
-        single chunk. mitmproxy pays its per-chunk cost (h11 event, stream callable, one send) per
-        chunk it receives, so a burst (a provider writing ahead, a loaded proxy) costs it once, not
-        once per event; nothing waits for more bytes than the read returned. Trailers are dropped.
-        Other bodies, and compressed ones (decoded first), are wrapped the same way.
-        """
-        if "chunked" not in self.headers.get("transfer-encoding", "").lower() or "content-encoding" in self.headers:
-            async for data in self.decoded():
-                yield chunk(data)
-            yield b"0\r\n\r\n"
+    async def rest(self, dest: asyncio.StreamWriter) -> None:
+        """Writes the rest of the body to `dest` as it arrives, ending with the last chunk."""
+        if self.dechunk is None:
+            transport = dest.transport
+            high = transport.get_write_buffer_limits()[1]
+            async for data in self.others:
+                dest.write(data)
+                # drain() only waits while the transport is paused (its buffer above the high-water
+                # mark) or closing; asking the transport directly saves a coroutine chain per piece.
+                if transport.get_write_buffer_size() > high or transport.is_closing():
+                    await dest.drain()
             return
-        # Every bytecode here is paid per read, and at thousands of events a second by every event
-        # when reads are small (bench/proxy_instructions.py): one pass per provider chunk.
-        reader, find = self.reader, bytes.find
-        carry, need, crlf, trailer = b"", 0, 0, False
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                raise ConnectionResetError("provider closed the connection mid-body")
-            if carry:
-                data, carry = carry + data, b""
-            n = len(data)
-            if need >= n:  # all of it inside one chunk's data
-                need -= n
-                if need == 0:
-                    crlf = 2
-                yield chunk(data)
-                continue
-            out: list[bytes] = []
-            pos = 0
-            while pos < n:
-                if need:
-                    end = pos + need
-                    if end > n:
-                        out.append(data[pos:])
-                        need = end - n
-                        break
-                    out.append(data[pos:end])
-                    pos, need, crlf = end, 0, 2
-                    continue
-                if crlf:  # the CRLF after a chunk's data, perhaps split by the reads
-                    skip = min(crlf, n - pos)
-                    pos += skip
-                    crlf -= skip
-                    continue
-                eol = find(data, b"\n", pos)
-                if eol < 0:  # a size or trailer line cut by the read: kept for the next one
-                    carry = data[pos:]
-                    break
-                if trailer:
-                    blank = not data[pos:eol].strip()
-                    pos = eol + 1
-                    if blank:  # the blank line after the last chunk (and any trailers)
-                        self.reusable = pos == n and self.headers.get("connection", "").lower() != "close"
-                        # with the last data, in one write: a separate one costs mitmproxy a read
-                        yield joined(out, b"\r\n0\r\n\r\n") if out else b"0\r\n\r\n"
-                        return
-                    continue
-                try:
-                    size = int(data[pos:eol], 16)  # int() ignores the CR and blanks around the size
-                except ValueError:  # a chunk extension (";name=value"), or garbage, which raises again
-                    size = int(data[pos:eol].split(b";", 1)[0], 16)
-                pos = eol + 1
-                if size == 0:
-                    trailer = True
-                else:
-                    need = size
-            if out:  # never an empty chunk: that is the last-chunk marker
-                yield joined(out, b"\r\n")
+        if self.dechunk.done:
+            return
+        pipe = Pipe(self.writer.transport, dest, self.dechunk)
+        self.writer.transport.set_protocol(pipe)
+        try:
+            if leftover := self.reader.take():  # read with the head or the first data, not yet passed on
+                pipe.data_received(leftover)
+            if self.reader.at_eof():  # the connection had ended before the pipe took over
+                pipe.eof_received()
+            await pipe.done
+        finally:
+            pipe.stop()
+        self._ended()
+
+    def _ended(self) -> None:
+        self.reusable = self.dechunk.clean and self.headers.get("connection", "").lower() != "close"
+
+    async def _others(self):
+        async for data in self.decoded():
+            yield chunk(data)
+        yield b"0\r\n\r\n"
 
     def release(self) -> None:
         pool = POOL.setdefault(self.key, [])

@@ -13,7 +13,7 @@ For each request the relay:
   Tee turns them into `response.created` then `response.in_progress` events (which Codex and the
   SDKs read, and which reset Codex's idle timer) instead of recording them as provider output;
 - retries 429/5xx within the rules' budget while the client waits, and streams the retried
-  answer as it arrives (one chunk per read, provider_http.Exchange.framed) like a first one; an error after the stream opened is handed to the Tee
+  answer as it arrives (one chunk per read: provider_body) like a first one; an error after the stream opened is handed to the Tee
   (`Ticket.failure`) which ends the answer with `response.failed`;
 - cancels the provider request when mitmproxy closes the relay connection (client hung up, idle
   watchdog).
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from mitmproxy import ctx, hooks, http
 
 from addon import provider_http
-from addon.provider_http import chunk
+from addon.provider_body import chunk
 from mimo2codex.translate import errors, secrets, upstream
 
 log = logging.getLogger("mimo2codex")
@@ -243,19 +243,11 @@ async def _relay(t: Ticket, headers: list[tuple[str, str]], body: bytes, writer:
                 if t.opened:  # the head said event-stream: keep the provider's real type for replays
                     flow.metadata[META + "upstream_content_type"] = t.content_type
                 head = b"" if t.opened else _stream_head(t.content_type)
-                body_in = up.framed()
-                first = await _first_bytes(t, writer, head, body_in)
+                first = await _first_bytes(t, writer, head, up)
                 t.opened = True
                 writer.write(first)  # with the head, if it is not out yet: one send
                 await writer.drain()
-                # drain() only waits while the transport is paused (its buffer above the high-water
-                # mark) or closing; asking the transport directly saves a coroutine chain per read.
-                transport = writer.transport
-                high = transport.get_write_buffer_limits()[1]
-                async for data in body_in:
-                    writer.write(data)
-                    if transport.get_write_buffer_size() > high or transport.is_closing():
-                        await writer.drain()
+                await up.rest(writer)
                 return
             err = b"".join([d async for d in up.decoded()])
         finally:
@@ -281,12 +273,12 @@ def _no_answer(t: Ticket, e: BaseException) -> bytes:
     return json.dumps({"error": {"message": msg}}).encode()
 
 
-async def _first_bytes(t: Ticket, writer: asyncio.StreamWriter, head: bytes, body_in) -> bytes:
+async def _first_bytes(t: Ticket, writer: asyncio.StreamWriter, head: bytes, up: provider_http.Exchange) -> bytes:
     """The provider's first body bytes (after `head`). Many servers send their headers at once and
     prefill behind them: a stream turn gets keep-alives then too, after the same `HOLD`."""
     if not (t.stream and ctx.options.mimo_keepalive and "event-stream" in t.content_type.lower()):
-        return head + await body_in.__anext__()
-    first = asyncio.ensure_future(body_in.__anext__())
+        return head + await up.first()
+    first = asyncio.ensure_future(up.first())
     try:
         while not (await asyncio.wait({first}, timeout=HOLD if head else ctx.options.mimo_keepalive))[0]:
             t.prefix += len(KEEPALIVE)
