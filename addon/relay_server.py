@@ -26,7 +26,6 @@ import contextlib
 import json
 import logging
 import socket
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -210,30 +209,19 @@ async def _relay(t: Ticket, headers: list[tuple[str, str]], body: bytes, writer:
     flow = t.flow
     for attempt in range(1, int(rules_.retry["attempts"]) + 2):
         t.attempt = attempt
-        pending = asyncio.create_task(provider_http.Exchange.open(t.url, send, body))
-        deadline = time.monotonic() + ctx.options.mimo_upstream_timeout
+        # No task and wait per phase: a timer writes the keep-alives, the request is awaited as it is.
+        alive = _KeepAlive(t, writer, _stream_head("text/event-stream")) if t.stream and ctx.options.mimo_keepalive else None
+        limit = asyncio.timeout(ctx.options.mimo_upstream_timeout)
         try:
-            while True:
-                wait = HOLD if not t.opened else ctx.options.mimo_keepalive
-                if not (t.stream and ctx.options.mimo_keepalive):
-                    wait = deadline - time.monotonic()
-                done, _ = await asyncio.wait({pending}, timeout=max(0.0, min(wait, deadline - time.monotonic())))
-                if done:
-                    break
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(f"no response headers within {ctx.options.mimo_upstream_timeout} s (mimo_upstream_timeout)")
-                if not t.opened:
-                    writer.write(_stream_head("text/event-stream"))
-                    t.opened = True
-                t.prefix += len(KEEPALIVE)
-                writer.write(chunk(KEEPALIVE))
-                await writer.drain()
-            up = pending.result()
+            async with limit:
+                up = await provider_http.Exchange.open(t.url, send, body)
         except OSError as e:  # unreachable or gone before its headers: no retry, as before the relay
+            if limit.expired():
+                e = TimeoutError(f"no response headers within {ctx.options.mimo_upstream_timeout} s (mimo_upstream_timeout)")
             return await _fail(t, writer, 502, {}, _no_answer(t, e), tries)
         finally:
-            if not pending.done():
-                pending.cancel()
+            if alive is not None:
+                alive.cancel()
         try:
             if up.status == 200:
                 if tries:
@@ -242,10 +230,8 @@ async def _relay(t: Ticket, headers: list[tuple[str, str]], body: bytes, writer:
                 t.content_type = up.headers.get("content-type", "application/json")
                 if t.opened:  # the head said event-stream: keep the provider's real type for replays
                     flow.metadata[META + "upstream_content_type"] = t.content_type
-                head = b"" if t.opened else _stream_head(t.content_type)
-                first = await _first_bytes(t, writer, head, up)
+                writer.write(await _first_bytes(t, writer, up))  # with the head, if it is not out yet: one send
                 t.opened = True
-                writer.write(first)  # with the head, if it is not out yet: one send
                 await writer.drain()
                 await up.rest(writer)
                 return
@@ -273,37 +259,52 @@ def _no_answer(t: Ticket, e: BaseException) -> bytes:
     return json.dumps({"error": {"message": msg}}).encode()
 
 
-async def _first_bytes(t: Ticket, writer: asyncio.StreamWriter, head: bytes, up: provider_http.Exchange) -> bytes:
-    """The provider's first body bytes (after `head`). Many servers send their headers at once and
-    prefill behind them: a stream turn gets keep-alives then too, after the same `HOLD`."""
-    if not (t.stream and ctx.options.mimo_keepalive and "event-stream" in t.content_type.lower()):
-        return head + await up.first()
-    first = asyncio.ensure_future(up.first())
+class _KeepAlive:
+    """Keep-alive chunks while the provider is silent, on a timer: after `HOLD` (or, once the
+    client's stream is open, `mimo_keepalive` seconds) the stream `head` if not out yet, then a
+    keep-alive every `mimo_keepalive` seconds until cancelled."""
+
+    def __init__(self, t: Ticket, writer: asyncio.StreamWriter, head: bytes | None) -> None:
+        self.t, self.writer, self.head = t, writer, head
+        self.timer = asyncio.get_running_loop().call_later(ctx.options.mimo_keepalive if t.opened else HOLD, self.fire)
+
+    def fire(self) -> None:
+        if self.writer.transport.is_closing():  # the client is gone: _handle cancels the request
+            return
+        t = self.t
+        head = b"" if t.opened else self.head or b""
+        t.opened = True
+        t.prefix += len(KEEPALIVE)
+        self.writer.write(head + chunk(KEEPALIVE))
+        self.timer = asyncio.get_running_loop().call_later(ctx.options.mimo_keepalive, self.fire)
+
+    def cancel(self) -> None:
+        self.timer.cancel()
+
+
+async def _first_bytes(t: Ticket, writer: asyncio.StreamWriter, up: provider_http.Exchange) -> bytes:
+    """The provider's first body bytes, after the stream head if it is not out yet. Many servers send
+    their headers at once and prefill behind them: a stream turn gets keep-alives then too."""
+    head = b"" if t.opened else _stream_head(t.content_type)
+    alive = None
+    if t.stream and ctx.options.mimo_keepalive and "event-stream" in t.content_type.lower():
+        alive = _KeepAlive(t, writer, head)
     try:
-        while not (await asyncio.wait({first}, timeout=HOLD if head else ctx.options.mimo_keepalive))[0]:
-            t.prefix += len(KEEPALIVE)
-            writer.write(head + chunk(KEEPALIVE))
-            head = b""
-            t.opened = True
-            await writer.drain()
+        first = await up.first()
     finally:
-        if not first.done():
-            first.cancel()
-    return head + first.result()
+        if alive is not None:
+            alive.cancel()
+    return first if t.opened else head + first
 
 
 async def _backoff(t: Ticket, writer: asyncio.StreamWriter, delay: float) -> None:
     """Wait before the next attempt; an open client stream gets keep-alives meanwhile."""
-    if not t.opened:
+    alive = _KeepAlive(t, writer, None) if t.opened and ctx.options.mimo_keepalive else None
+    try:
         await asyncio.sleep(delay)
-        return
-    end = time.monotonic() + delay
-    while (left := end - time.monotonic()) > 0:
-        await asyncio.sleep(min(left, ctx.options.mimo_keepalive or left))
-        if time.monotonic() < end:
-            t.prefix += len(KEEPALIVE)
-            writer.write(chunk(KEEPALIVE))
-            await writer.drain()
+    finally:
+        if alive is not None:
+            alive.cancel()
 
 
 async def _fail(t: Ticket, writer: asyncio.StreamWriter, status: int, headers: dict, body: bytes, tries: list[str]) -> None:

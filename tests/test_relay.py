@@ -372,3 +372,22 @@ def test_the_body_is_held_back_only_when_nothing_can_see_the_request(sets, scrip
         tctx.options.update(scripts=[str(relay.ENTRY) if s == "LAST" else s for s in scripts], **sets)
         tctx.options.update(**then)  # setting a filter switches interception on: switched off after it
         assert relay._unseen() is held
+
+
+@pytest.mark.parametrize("keepalive", [0, 1])
+def test_a_provider_silent_past_mimo_upstream_timeout_ends_the_turn_with_an_error_naming_it(tmp_path, keepalive):
+    """A stream turn ends with `response.failed` naming the option, with keep-alives before it when
+    they are on (the stream opened after the hold), and no second attempt is made."""
+    sets = (f"mimo_keepalive={keepalive}", "mimo_upstream_timeout=3", "mimo_stats=true")
+    with FakeMimo(keys=(KEY,)).start() as fake, proxyproc.start(fake.base_url, key=KEY, sets=sets, log_path=tmp_path / "log") as px:
+        fake.queue({"text": "too late", "header_delay": 10})
+        start = time.monotonic()
+        a = F.call(px.port, F.responses_body(), timeout=15)
+        took = time.monotonic() - start
+        kind, _, message = F.check_answer(a)
+        assert "mimo_upstream_timeout" in message and "no response headers within 3 s" in message, message
+        assert 2.9 < took < 7, took
+        assert len(fake.chat_requests) == 1
+        assert kind == "failed"
+        in_progress = [e["type"] for e in a.events].count("response.in_progress")
+        assert in_progress >= 2 if keepalive else in_progress <= 1, [e["type"] for e in a.events]  # at 1 s, 2 s (3 s: races the limit)
