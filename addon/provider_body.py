@@ -128,8 +128,8 @@ class Pipe(asyncio.Protocol):
     async def _resume(self) -> None:
         try:
             await self.dest.drain()
-        except (ConnectionError, RuntimeError) as e:
-            return self.end(e if isinstance(e, ConnectionError) else ConnectionResetError(str(e)))
+        except Exception as e:  # drain() raises whatever ended the client's connection
+            return self.end(e if isinstance(e, OSError) else ConnectionResetError(f"{type(e).__name__}: {e}"))
         self.drain = None
         if not self.done.done():
             self.src.resume_reading()
@@ -153,5 +153,7 @@ class Pipe(asyncio.Protocol):
         """The pipe is given up (the request was cancelled): it passes nothing on any more."""
         if not self.done.done():
             self.done.cancel()
+        elif not self.done.cancelled():
+            self.done.exception()  # ended with an error while the request was being cancelled: seen, not logged
         if self.drain is not None:
             self.drain.cancel()

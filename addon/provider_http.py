@@ -112,7 +112,13 @@ class _Reader(asyncio.StreamReader):
         """What arrived and was not read yet: the pipe (provider_body.Pipe) takes the connection over."""
         data = bytes(self._buffer)  # StreamReader's buffer: no public way to empty it without a wait
         self._buffer.clear()
+        if self._paused:  # it paused the socket over 2 MiB buffered and would resume it only on a read of its own
+            self._paused = False
+            self._transport.resume_reading()
         return data
+
+    def buffered(self) -> bool:
+        return bool(self._buffer)
 
 
 class Exchange:
@@ -277,7 +283,9 @@ class Exchange:
         self._ended()
 
     def _ended(self) -> None:
-        self.reusable = self.dechunk.clean and self.headers.get("connection", "").lower() != "close"
+        # Bytes after the last chunk (in its read, or read with it and still buffered) are no answer to a next request.
+        clean = self.dechunk.clean and not self.reader.buffered()
+        self.reusable = clean and self.headers.get("connection", "").lower() != "close"
 
     async def _others(self):
         async for data in self.decoded():

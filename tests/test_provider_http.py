@@ -111,16 +111,16 @@ class _Provider:
             writer.close()
 
 
-async def _client() -> tuple[asyncio.StreamWriter, asyncio.StreamReader, asyncio.Server]:
+async def _client(small: bool = True) -> tuple[asyncio.StreamWriter, asyncio.StreamReader, asyncio.Server]:
     """The relay's client (mitmproxy) as a real socket: (the relay's writer to it, what it reads, its server)."""
     got: asyncio.Queue = asyncio.Queue()
     server = await asyncio.start_server(lambda r, w: got.put_nowait((r, w)), "127.0.0.1", 0)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
     _, dest = await got.get()
     reader.writer = writer  # a StreamWriter nobody holds closes its connection when collected (3.11.5+)
-    # Small kernel buffers: a client that does not read stalls the relay after little data.
-    writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    dest.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    if small:  # small kernel buffers: a client that does not read stalls the relay after little data
+        writer.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        dest.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     return dest, reader, server
 
 
@@ -231,3 +231,52 @@ def test_a_client_that_does_not_read_pauses_the_provider_and_loses_nothing():
     held, got = asyncio.run(run())
     assert held <= 2 * 65536 + 16 * 4100
     assert b"".join(dechunk(got)) == b"".join(e[e.index(b"\r\n") + 2:-2] for e in events)
+
+
+def test_a_connection_the_reader_had_paused_is_resumed_when_the_pipe_takes_it_over():
+    """More than 2 MiB arrive between the first bytes and the pipe (the relay waits for a slow
+    mitmproxy meanwhile): asyncio's StreamReader pauses the socket then, and only a read of its
+    own would resume it."""
+    big = b"".join(chunk(b"x" * 4000) for _ in range(800))  # 3.2 MB
+
+    async def run() -> bytes:
+        first = chunk(b"data: first\n\n")
+        provider = _Provider(first + big + b"0\r\n\r\n", [len(first), len(first) + len(big)])  # the end comes apart
+        async with provider as url:
+            dest, reader, server = await _client(small=False)  # the pipe's own pausing would resume it by chance
+            ex = await Exchange.open(url, [], b"{}")
+            try:
+                dest.write(await ex.first())
+                read = asyncio.create_task(_read_body(reader))
+                await asyncio.sleep(0.5)  # the rest arrives, the reader pauses the socket
+                await asyncio.wait_for(ex.rest(dest), 10)
+                got = await asyncio.wait_for(read, 10)
+            finally:
+                ex.release()
+            dest.close()
+            server.close()
+            return got
+
+    got = asyncio.run(run())
+    assert b"".join(dechunk(got)) == b"data: first\n\n" + b"x" * 4000 * 800
+
+
+def test_connection_close_is_not_reused():
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    wire = chunk(b"data: x\n\n") * 3 + b"0\r\n\r\n"
+
+    async def run() -> tuple[list[bool], int]:
+        provider = _Provider(wire, [14], close=True, head=head)
+        async with provider as url:
+            dest, reader, server = await _client()
+            reused = []
+            for _ in range(2):
+                ex = await asyncio.wait_for(_relay_once(url, dest), 10)
+                reused.append(ex.reusable)
+                await asyncio.wait_for(_read_body(reader), 10)
+            dest.close()
+            server.close()
+            return reused, provider.connections
+
+    reused, connections = asyncio.run(run())
+    assert reused == [False, False] and connections == 2
