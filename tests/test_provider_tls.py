@@ -111,3 +111,23 @@ def test_tls_version_and_cipher_options_bound_the_relays_handshake(tls12, tmp_pa
 def test_a_cipher_string_openssl_refuses_is_an_error_naming_the_option():
     with pytest.raises(OSError, match="ciphers_server=NO-SUCH-CIPHER"):
         provider_http.tls_context(False, None, None, None, "UNBOUNDED", "UNBOUNDED", "NO-SUCH-CIPHER")
+
+
+def test_a_streamed_answer_over_tls_is_piped_and_its_connection_kept_for_the_next_turn(ca, tmp_path):
+    """The relay hands the TLS connection over to its pipe after the first bytes (provider_body.Pipe
+    on an SSL transport) and gives it back to its pool at the end: two turns, one handshake."""
+    stream = [("send", F.head() + F.chunk(F.chat_chunk("he"))), ("sleep", 0.05), ("send", F.chunk(F.chat_chunk("l"))),
+              ("sleep", 0.05), ("send", F.chunk(F.chat_chunk("lo")) + F.chunk(F.chat_chunk(None, "stop"))
+                                 + F.chunk(b"data: [DONE]\n\n") + F.END)]
+    up = F.RawUpstream(default=stream, tls=ca[1]).start()
+    try:
+        sets = (f"ssl_verify_upstream_trusted_ca={ca[0]}",)
+        with proxyproc.start(up.base_url, key=KEY, sets=sets, log_path=tmp_path / "mitmdump.log") as px:
+            answers = [F.call(px.port, F.responses_body()) for _ in range(2)]
+            log = px.log()
+        assert "Traceback" not in log and KEY not in log, log[-3000:]
+        for a in answers:
+            assert F.check_answer(a)[0] == "completed" and F.output_text(a) == "hello"
+        assert len(up.requests) == 2 and up.accepted == 1, (len(up.requests), up.accepted)
+    finally:
+        up.stop()

@@ -88,6 +88,7 @@ class RawUpstream:
         self.port = self._sock.getsockname()[1]
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self.open_connections = 0
+        self.accepted = 0  # connections ever accepted
         self.handshake_failures = 0
 
     @property
@@ -133,6 +134,7 @@ class RawUpstream:
     def _serve(self, conn: socket.socket) -> None:
         with self._lock:
             self.open_connections += 1
+            self.accepted += 1
         buf = b""
         try:
             conn.settimeout(30)
