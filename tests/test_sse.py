@@ -195,3 +195,41 @@ def test_resume_hands_back_the_line_start_and_nothing_more():
         assert p.feed(pending) == []
         assert p.resume(b"\n") is None
         assert p.feed(b"\n") + p.close() == parse_all(pending + b"\n")
+
+
+def _codex_turn(**echo) -> Turn:
+    from pathlib import Path
+
+    from mimo2codex.translate import request, rules
+
+    body = json.loads((Path(__file__).parent / "fixtures" / "codex" / "05_parallel_calls_followup.json").read_text())
+    body = {**body.get("body", body), **echo}
+    return request.to_chat(body, rules.load("mimo"))[1]
+
+
+@pytest.mark.parametrize("echo", [{}, {"instructions": "Réponds en français ✓", "metadata": {"k": "ü"}, "temperature": 0.3}, {"tools": []}])
+@pytest.mark.parametrize("status, extra", [
+    ("in_progress", {}),
+    ("completed", {"output": [{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                               "content": [{"type": "output_text", "text": "ça marche \u2028 \"q\"", "annotations": []}]}],
+                   "usage": {"input_tokens": 3, "output_tokens": 2, "total_tokens": 5}}),
+    ("failed", {"error": {"code": "server_error", "message": "boom"}}),
+    ("incomplete", {"incomplete_details": {"reason": "max_output_tokens"}}),
+])
+def test_a_response_event_is_the_same_bytes_as_the_event_it_replaces(echo, status, extra):
+    turn = _codex_turn(**echo)
+    output = extra.pop("output", None)
+    cache: list[bytes] = []
+    for seq in (0, 7, 12345):  # the echo is dumped on the first call, reused on the others
+        resp = sse.response_object(turn, status, output, **extra)
+        assert sse.response_event(f"response.{status}", seq, resp, cache) == sse.event(f"response.{status}", seq, {"response": resp})
+    assert len(cache) == 1
+
+
+def test_a_response_event_with_a_lone_surrogate_is_the_same_json():
+    turn = _codex_turn()
+    resp = sse.response_object(turn, "completed", [{"type": "message", "text": "half \ud83d of it"}])
+    got = sse.response_event("response.completed", 3, resp, [])
+    want = sse.event("response.completed", 3, {"response": resp})
+    payload = lambda b: json.loads(b.split(b"data: ", 1)[1])  # noqa: E731
+    assert got.startswith(b"event: response.completed\ndata: ") and payload(got) == payload(want)

@@ -198,6 +198,22 @@ def taken(out: list[bytes]) -> bytes:
     return data
 
 
+_LEAD = ("id", "object", "created_at", "status", "model", "output")  # response_object's own facts, in its order
+_LAST = ("usage", "error", "incomplete_details")
+
+
+def response_event(etype: str, seq: int, resp: dict, echo: list[bytes]) -> bytes:
+    """`event(etype, seq, {"response": resp})` for a response_object, with the request fields it
+    echoes dumped once per turn into `echo` (Codex's `tools` alone is ~18 KB: ~80 µs a dump, and a
+    turn sends the Response three times or more: created, in_progress, each keep-alive, the end)."""
+    if not echo:
+        echo.append(dumps({k: v for k, v in resp.items() if k not in _LEAD and k not in _LAST})[1:-1])
+    lead = dumps({k: resp[k] for k in _LEAD})
+    last = dumps({k: resp[k] for k in _LAST})
+    return (b"event: " + etype.encode() + b'\ndata: {"type":' + dump_str(etype) + b',"sequence_number":%d,"response":' % seq
+            + lead[:-1] + b"," + echo[0] + b"," + last[1:] + b"}\n\n")
+
+
 def event(etype: str, seq: int, fields: dict) -> bytes:
     """One Responses event: `event: <type>` + `data: {"type","sequence_number",...fields}`."""
     body = {"type": etype, "sequence_number": seq}

@@ -112,6 +112,7 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
         self._ending = False
         self.done = False
         self._final: dict | None = None
+        self._echo: list[bytes] = []  # the Response's echoed request fields as JSON (sse.response_event)
 
         self._output: list[dict | None] = []  # slots reserved at output_item.added
         self._open: str | None = None  # "reasoning" | "message": the display item being streamed
@@ -277,7 +278,7 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
             return b""
         out = self._out = []
         if self._started:
-            self._emit("response.in_progress", {"response": response_object(self.turn, "in_progress")})
+            self._emit_response("response.in_progress", response_object(self.turn, "in_progress"))
         else:
             self._start()
         return taken(out)
@@ -311,8 +312,8 @@ class ResponsesStream(DisplayItems, ToolCalls, Endings, WholeBody, LearntTemplat
             return
         self._started = True
         resp = response_object(self.turn, "in_progress")
-        self._emit("response.created", {"response": resp})
-        self._emit("response.in_progress", {"response": resp})
+        self._emit_response("response.created", resp)
+        self._emit_response("response.in_progress", resp)
 
     def _warn(self, text: str) -> None:
         if len(self.warnings) < 20:

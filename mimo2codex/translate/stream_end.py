@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from mimo2codex.translate.errors import map_upstream
-from mimo2codex.translate.sse import response_object, usage_from_chat
+from mimo2codex.translate.sse import response_event, response_object, usage_from_chat
 from mimo2codex.translate.stream_tools import _BadCall
 
 # finish_reason -> (terminal status, incomplete reason | error code)
@@ -30,6 +30,9 @@ _FAILED = {
 
 class Endings:
     """Mixin of ResponsesStream: the terminal state and the one terminal event."""
+
+    def _emit_response(self, etype: str, resp: dict) -> None:
+        self._out.append(response_event(etype, self._next(), resp, self._echo))
 
     def _terminal_from_finish(self) -> None:
         fr = self._finish_reason
@@ -79,7 +82,7 @@ class Endings:
             incomplete_details=incomplete,
         )
         self.done = True
-        self._emit(f"response.{status}", {"response": self._final})
+        self._emit_response(f"response.{status}", self._final)
 
     @property
     def response(self) -> dict:
@@ -124,7 +127,7 @@ class Endings:
         self._error = {"code": "server_error", "message": msg}
         self._final = response_object(self.turn, "failed", [i for i in self._output if i is not None], error=self._error)
         try:
-            self._emit("response.failed", {"response": self._final})
+            self._emit_response("response.failed", self._final)
         except Exception:
             pass
 
