@@ -108,14 +108,16 @@ class Tee:
         return self.out[0]
 
 
-_REHEADED = (b"content-length", b"transfer-encoding", b"cache-control")
+_REHEADED = (b"content-length", b"cache-control")
+_REHEADED_H11 = (*_REHEADED, b"transfer-encoding")  # set to chunked; other versions keep what it said
 
 
 def stream_head(resp: http.Response) -> None:
     """The head of a translated stream: no length (the translation has another), chunked on HTTP/1.1,
     not cached. The headers rebuilt in one go: each assignment to mitmproxy's Headers walks all of them."""
     h11 = resp.http_version == "HTTP/1.1"
-    fields = [(k, v) for k, v in resp.headers.fields if k.lower() not in _REHEADED or (not h11 and k.lower() == b"transfer-encoding")]
+    drop = _REHEADED_H11 if h11 else _REHEADED
+    fields = [(k, v) for k, v in resp.headers.fields if k.lower() not in drop]
     if h11:
         fields.append((b"transfer-encoding", b"chunked"))
     fields.append((b"cache-control", b"no-cache"))

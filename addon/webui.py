@@ -35,7 +35,6 @@ def log_request(handler) -> None:
                                1000.0 * req.request_time())
 
 
-
 class Refused(tornado.web.RequestHandler):
     """Answers a request WebGuard turned away (or redirects after a good ?token=)."""
 

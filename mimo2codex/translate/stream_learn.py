@@ -118,7 +118,6 @@ class LearntTemplate:
             self._out.append(self._tmpl.render_piece(seq, piece))  # type: ignore[union-attr]
         return True
 
-
     def _learned_run(self, frames: tuple, data: bytes) -> bytes:
         """Translate the leading frames of the read (after what the last one left) that fit the learnt
         template, all at once; what is left for the parser (then between frames).
