@@ -1,5 +1,5 @@
 """mitmproxy's own listeners take a burst of connections: their listen queue goes from asyncio's
-default of 100 to the relay's `BACKLOG`.
+default of 100 to `BACKLOG`, the relay's too.
 
 A client that does not keep its connections alive opens one per turn; at 256 streams opened at once
 the kernel dropped the connection attempts over 100 (`ListenDrops`, bench/run.py), and each dropped
@@ -14,7 +14,10 @@ import socket
 
 from mitmproxy import ctx
 
-from addon.relay_server import BACKLOG
+# The relay's listener takes every translated flow in flight at once (1024 streams: 1024 connects in a
+# burst). asyncio's default backlog of 100 overflowed, and the kernel then dropped handshakes it had
+# already completed for mitmproxy, which saw the request's connection reset before any answer.
+BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 
 log = logging.getLogger("mimo2codex")
 

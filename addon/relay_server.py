@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from mitmproxy import ctx, hooks, http
 
 from addon import provider_http
+from addon.backlog import BACKLOG
 from addon.provider_body import chunk
 from mimo2codex.translate import errors, secrets, upstream
 
@@ -41,10 +42,6 @@ log = logging.getLogger("mimo2codex")
 META = "m2c."
 TICKET_HEADER = "x-m2c-ticket"
 HOLD = 1.0  # seconds the client's headers wait for the provider's first answer
-# Every translated flow in flight connects here at once (1024 streams: 1024 connects in a burst).
-# asyncio's default backlog of 100 overflowed, and the kernel then dropped handshakes it had
-# already completed for mitmproxy, which saw the request's connection reset before any answer.
-BACKLOG = 4096  # the kernel caps it at net.core.somaxconn
 KEEPALIVE = b": keep-alive\n\n"
 HOP = {"host", "connection", "content-length", "transfer-encoding", "keep-alive", "te", "upgrade",
        "proxy-connection", TICKET_HEADER}
