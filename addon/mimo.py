@@ -36,7 +36,7 @@ from mimo2codex.translate import errors, request, rules, secrets  # noqa: E402
 from mimo2codex.translate.stream import ResponsesStream, translate_body  # noqa: E402
 from mimo2codex.translate.turn import Turn  # noqa: E402
 
-from addon import backlog, bodies, deferred, guard, keyguard, reloading, rules_watch, webguard  # noqa: E402
+from addon import backlog, bodies, deferred, gcfreeze, guard, keyguard, reloading, rules_watch, webguard  # noqa: E402
 from addon import provider_http, recorder, relay, replay, views  # noqa: E402,F401  (importing views registers the contentviews)
 from addon.tee import Tee, stream_head  # noqa: E402
 
@@ -392,5 +392,5 @@ reloading.script_loaded()
 addons = [keyguard.KeyGuard(),  # first: the key is in this process's environment
           webguard.FrozenOptions(), webguard.WebGuard(),  # mitmweb's API: see addon/webguard.py
           guard.Guard(), MimoTranslate(), relay.Relay(), guard.WireSecrets(),  # order matters: see addon/guard.py
-          replay.Replay(), recorder.Recorder(), rules_watch.RulesWatch(), backlog.Backlog(),
+          replay.Replay(), recorder.Recorder(), rules_watch.RulesWatch(), backlog.Backlog(), gcfreeze.GcFreeze(),
           deferred.DeferredOptions()]  # last: every option above is defined by now

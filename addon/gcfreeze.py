@@ -1,0 +1,26 @@
+"""What mitmproxy and the addons built at start-up is taken out of the garbage collector's sight.
+
+A full collection walks every tracked object: about 87,000 once mimo2codex is up (mitmproxy, its
+addons, our modules and rules), ~30 ms a pass with the proxy stopped for all its flows. Under load
+the flows' own objects trigger one every few turns (a 4 MB turn now and then answered 30-40 ms
+late; bench/README "Garbage collection"). None of the start-up objects will ever be garbage, so after
+one collection they go to the permanent generation (`gc.freeze`) and a full pass walks only the
+objects made since: the flows in flight.
+
+Only once per process: a reload of addon/mimo.py runs `running` again with flows in flight, and a
+flow is a reference cycle (its response's stream -> the relay ticket -> the flow); frozen, it would
+never be freed. The previous script's module stays frozen after a reload (a few hundred kB per
+edit of a running proxy's files).
+"""
+
+from __future__ import annotations
+
+import gc
+
+
+class GcFreeze:
+    def running(self) -> None:
+        if gc.get_freeze_count():  # frozen by an earlier load of this script (or by whoever embeds us)
+            return
+        gc.collect()  # start-up's own garbage goes now, not frozen with the rest
+        gc.freeze()
