@@ -11,11 +11,18 @@ Only once per process: a reload of addon/mimo.py runs `running` again with flows
 flow is a reference cycle (its response's stream -> the relay ticket -> the flow); frozen, it would
 never be freed. The previous script's module stays frozen after a reload (a few hundred kB per
 edit of a running proxy's files).
+
+A request's translation runs with the collector paused (`paused`): the parsed body is a tree
+without cycles that dies with the hook, and with nothing else in the collector's sight a full pass
+came every few thousand of its containers, each walking all of them again (a 16 MB request: the
+proxy's time went from ~95 to 130-155 ms).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from collections.abc import Iterator
 
 
 class GcFreeze:
@@ -24,3 +31,16 @@ class GcFreeze:
             return
         gc.collect()  # start-up's own garbage goes now, not frozen with the rest
         gc.freeze()
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """No collection inside: for work that makes many objects and no garbage cycle."""
+    if not gc.isenabled():  # whoever disabled it re-enables it
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

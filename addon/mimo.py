@@ -184,7 +184,8 @@ class MimoTranslate:
             msg = f"mimo2codex has no valid rules loaded ({self.rules_error or 'not configured'}); fix the file, it is reloaded"
             self.local(flow, 503, errors.error_body(errors.server_error(msg, 503)))
         elif method == "POST" and path in RESPONSES_PATHS:
-            self.translate_request(flow)
+            with gcfreeze.paused():
+                self.translate_request(flow)
         elif path in RESPONSES_PATHS and flow.request.headers.get("upgrade", "").lower() == "websocket":
             # Codex tries a websocket when a provider declares supports_websockets; 426 is the one answer
             # it takes as "use HTTP" at once (404/405/501 cost it six reconnects, ~6 s, per session).

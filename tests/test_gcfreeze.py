@@ -1,5 +1,5 @@
 """addon/gcfreeze.py: the objects start-up built leave the collector's sight once; a reload's
-`running` (flows in flight) freezes nothing more."""
+`running` (flows in flight) freezes nothing more; a request is translated with no collection."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from mitmproxy.test import taddons
 
 from addon.gcfreeze import GcFreeze
+from tests.test_addon import codex_body, responses_flow, tctx  # noqa: F401  (tctx: the fixture)
 
 
 def tracked(obj: object) -> bool:
@@ -48,3 +49,33 @@ def test_a_reload_freezes_no_flow_in_flight(unfrozen) -> None:
     assert tracked(flow)
     assert gc.get_freeze_count() == frozen
     del flow[:]
+
+
+def test_a_request_is_translated_with_no_collection(tctx) -> None:
+    """600 input items (thousands of containers, over the collector's 700 allocations a pass):
+    no pass runs while the hook builds and drops them, and the collector is on again after."""
+    _, addon = tctx
+    body = codex_body()
+    body["input"] = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": f"turn {i}"}]}
+                     for i in range(600)]
+    passes = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        flow = responses_flow(body)
+        addon.request(flow)
+    finally:
+        gc.callbacks.remove(count)
+    assert flow.response is None and flow.request.host == "api.example.test"  # translated, not answered
+    assert passes == []
+    assert gc.isenabled()
+    gc.disable()  # someone else's choice is kept
+    try:
+        addon.request(responses_flow(body))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
