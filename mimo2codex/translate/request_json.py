@@ -202,8 +202,10 @@ def encode(chat: dict, lits: Literals | None = None) -> bytes:
     One non-Latin-1 character (Codex's instructions hold several) makes a whole-payload string
     two bytes per character and its UTF-8 encoding a real transcode (~5 ms of a 4 MB request); in
     groups of 16 messages, only the groups that hold one pay for it. A lone surrogate (JSON allows
-    `\\ud800`) makes its own part ASCII-escaped instead of raising. A message holding one of the
-    client's long strings is written part by part, that string copied from the client's bytes.
+    `\\ud800`) makes its own run of values ASCII-escaped instead of raising. A message holding one
+    of the client's long strings is written part by part, that string copied from the client's
+    bytes, and each run of values around it (the other messages of its group, its other fields)
+    dumped in one call: a call per value cost ~1 ms of a 4 MB request.
     """
     out: list = [b"{"]
     rest: dict = {}  # the fields around the messages, each run of them dumped in one call (two per field cost ~40 µs a request)
@@ -217,16 +219,9 @@ def encode(chat: dict, lits: Literals | None = None) -> bytes:
         # In groups: one call per message costs more on many small ones.
         out.append(b'"messages":[')
         for i in range(0, len(value), 16):
-            group = value[i : i + 16]
             if i:
                 out.append(b",")
-            if lits and any(_holds(m, lits.spans, 4) for m in group):
-                for j, message in enumerate(group):
-                    if j:
-                        out.append(b",")
-                    _emit(message, lits, 4, out)
-            else:
-                out.append(dumps(group)[1:-1])
+            _items(value[i : i + 16], lits, 4, out) if lits else out.append(dumps(value[i : i + 16])[1:-1])
         out += (b"]", b",")
     if rest:
         out.append(dumps(rest)[1:-1])
@@ -247,23 +242,51 @@ def _holds(obj: Any, spans: dict, depth: int) -> bool:
     return False
 
 
+def _items(values: list, lits: Literals, depth: int, out: list) -> None:
+    """A list's elements, comma-separated: runs holding no literal dumped in one call each."""
+    run: list = []
+    for v in values:
+        if not _holds(v, lits.spans, depth):
+            run.append(v)
+            continue
+        if run:
+            out += (dumps(run)[1:-1], b",")
+            run = []
+        _emit(v, lits, depth, out)
+        out.append(b",")
+    if run:
+        out.append(dumps(run)[1:-1])
+    elif values:
+        out.pop()  # the comma after the last value
+
+
 def _emit(obj: Any, lits: Literals, depth: int, out: list) -> None:
+    """A value that holds a literal (depth levels down at most)."""
     t = type(obj)
     if t is str:
         literal = lits.get(obj)
         out.append(literal if literal is not None else dumps(obj))
     elif depth and t is dict and all(type(k) is str for k in obj):  # other keys: json's own conversion, below
         out.append(b"{")
-        for n, (k, v) in enumerate(obj.items()):
-            out.append(b"," + dumps(k) + b":" if n else dumps(k) + b":")
+        run: dict = {}
+        for k, v in obj.items():
+            if not _holds(v, lits.spans, depth - 1):
+                run[k] = v
+                continue
+            if run:
+                out += (dumps(run)[1:-1], b",")
+                run = {}
+            out += (dumps(k), b":")
             _emit(v, lits, depth - 1, out)
+            out.append(b",")
+        if run:
+            out.append(dumps(run)[1:-1])
+        elif obj:
+            out.pop()
         out.append(b"}")
     elif depth and (t is list or t is tuple):
         out.append(b"[")
-        for n, v in enumerate(obj):
-            if n:
-                out.append(b",")
-            _emit(v, lits, depth - 1, out)
+        _items(obj, lits, depth - 1, out)
         out.append(b"]")
     else:
         out.append(dumps(obj))
