@@ -9,8 +9,8 @@ objects made since: the flows in flight.
 
 Only once per process: a reload of addon/mimo.py runs `running` again with flows in flight, and a
 flow is a reference cycle (its response's stream -> the relay ticket -> the flow); frozen, it would
-never be freed. The previous script's module stays frozen after a reload (a few hundred kB per
-edit of a running proxy's files).
+never be freed. So the first load's module stays frozen after a reload (a few hundred kB, once),
+and so would a flow mitmproxy 12 took in the few loop turns between listening and `running`.
 
 A request's translation runs with the collector paused (`paused`): the parsed body is a tree
 without cycles that dies with the hook, and with nothing else in the collector's sight a full pass

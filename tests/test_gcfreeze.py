@@ -53,23 +53,28 @@ def test_a_reload_freezes_no_flow_in_flight(unfrozen) -> None:
 
 def test_a_request_is_translated_with_no_collection(tctx) -> None:
     """600 input items (thousands of containers, over the collector's 700 allocations a pass):
-    no pass runs while the hook builds and drops them, and the collector is on again after."""
+    no pass runs while the translation builds and drops them, and the collector is on again after."""
     _, addon = tctx
     body = codex_body()
     body["input"] = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": f"turn {i}"}]}
                      for i in range(600)]
-    passes = []
+    passes: list[int] = []
+    translate = addon.translate_request
 
     def count(phase: str, info: dict) -> None:
         if phase == "start":
             passes.append(info["generation"])
 
-    gc.callbacks.append(count)
-    try:
-        flow = responses_flow(body)
-        addon.request(flow)
-    finally:
-        gc.callbacks.remove(count)
+    def watched(flow) -> None:  # counts the passes inside the translation only
+        gc.callbacks.append(count)
+        try:
+            translate(flow)
+        finally:
+            gc.callbacks.remove(count)
+
+    addon.translate_request = watched
+    flow = responses_flow(body)
+    addon.request(flow)
     assert flow.response is None and flow.request.host == "api.example.test"  # translated, not answered
     assert passes == []
     assert gc.isenabled()

@@ -235,7 +235,7 @@ def _holds(obj: Any, spans: dict, depth: int) -> bool:
     t = type(obj)
     if t is str:
         return len(obj) >= BIG and id(obj) in spans
-    if depth and (t is dict or t is list):
+    if depth and (t is dict or t is list or t is tuple):
         for v in obj.values() if t is dict else obj:
             if _holds(v, spans, depth - 1):
                 return True
