@@ -103,13 +103,49 @@ def test_loads_equals_json_loads_on_values_that_are_not_codex_bodies(small):
 
 @pytest.mark.parametrize("raw", [b"", b"{", b'{"input":[{"type":"x","output":"unterminated}]}', b'{"a":1}x',
                                  b'{"a":"\xff\xfe bad utf-8 long"}', b'{"input":[1,]}', b'{"a" 1}',
-                                 b'{"input":[{"type":"x","output":"ctrl \x01 char long"}]}'])
+                                 b'{"input":[{"type":"x","output":"ctrl \x01 char long"}]}',
+                                 '{"input":[{"type":"x","output":"é ctrl \x01 char, raw UTF-8 first"}]}'.encode(),
+                                 '{"input":[{"type":"x","output":"é unterminated \\"}]}'.encode()])
 def test_bad_bodies_fail_as_json_loads_fails(small, raw):
     with pytest.raises(ValueError) as expected:
         json.loads(raw)
     with pytest.raises(type(expected.value)) as got:
         request_json.loads(raw)
     assert str(got.value) == str(expected.value)
+
+
+TRICKY = ["é" + '\\"' * 3 + " then the end", "é" + '"' * 40, "é ends in a backslash \\", "é \\\\\\\" \\\\",
+          "中文" * 30, "é" + "\\" * 9 + '"' + "\\" * 4, "é\u2028 and \U0001f600 and \ud800 alone"]
+
+
+@pytest.mark.parametrize("style", ["codex", "spaced"])
+def test_long_literals_with_raw_utf8_end_where_json_loads_ends_them(small, style):
+    """Escaped quotes and runs of backslashes before the closing quote, more escaped quotes than a
+    few searches find (scanned instead), raw UTF-8 in the first bytes (decoded once, from UTF-8)."""
+    body = {"model": "m", "input": [{"type": "function_call_output", "call_id": "c", "output": t} for t in TRICKY]}
+    raw = dump(body, style)
+    got, lits = request_json.loads(raw)
+    assert same(got, json.loads(raw))
+    for value, start, end in lits.spans.values():
+        assert json.loads(raw[start:end].decode("utf-8", "surrogatepass")) == value
+    assert {v for v, _, _ in lits.spans.values()} >= {t for t in TRICKY if "\ud800" not in t}
+
+
+def test_a_long_utf8_literal_is_scanned_once(small, monkeypatch):
+    output = "工具调用返回的一行源代码 — ✓\n" * 40
+    raw = dump({"model": "m", "instructions": "—", "input": [{"type": "function_call_output", "call_id": "c", "output": output}]},
+               "codex")
+    scans = []
+
+    def counted(text, end, *a):
+        value, stop = request_json.json.decoder.scanstring(text, end, *a)
+        scans.append(value)
+        return value, stop
+
+    monkeypatch.setattr(request_json, "scanstring", counted)
+    got, lits = request_json.loads(raw)
+    assert got["input"][0]["output"] == output and lits.get(got["input"][0]["output"]) is not None
+    assert sum(1 for v in scans if len(v) >= len(output) // 2) == 1  # not once as Latin-1 first
 
 
 def test_other_encodings_are_read_as_json_loads_reads_them(small):
