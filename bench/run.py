@@ -13,8 +13,9 @@ Sections:
               translator's fast path for plain pieces switched off, bench/translate_general.py)
   concurrent  256 and 1024 concurrent streams (--streams): errors, TTFB p50/p99, throughput, proxy CPU
               per stream, RSS idle and peak, each as a ratio to plain's
-  request     a Codex request of 0.1 (also as ~500 small items) / 1 / 4 / 16 MB end to end: added ms
-              and ms/MB over plain mitmdump, and the addon's own request hook
+  request     a Codex request of 0.1 (also as ~500 small items) / 1 / 4 (also with Chinese tool
+              outputs, "zh") / 16 MB end to end: added ms and ms/MB over plain mitmdump, and the
+              addon's own request hook
   profile     cProfile of the hot paths (stream translation per chunk, request translation)
 
 Row sets: every section runs once per upstream framing (--framing, default both): "mimo" (MiMo's
@@ -402,11 +403,12 @@ def bench_concurrent(targets: list[Target], streams: int, chunks: int) -> dict:
     return out
 
 
-def codex_request(size: int, items: int | None = None) -> dict:
+def codex_request(size: int, items: int | None = None, zh: bool = False) -> dict:
     """A Codex-shaped request of about `size` bytes: the real instructions and tools of a Codex
     0.16x session, then turns of user message, sealed reasoning, exec_command call, its output and
     an assistant message, 5 items per turn (4 MB = 500 items; `items` sets the count instead, so
-    0.1 MB can be ~500 small items)."""
+    0.1 MB can be ~500 small items). `zh`: the tool outputs' comments are Chinese, as a MiMo user's
+    files often are (raw UTF-8 in every output)."""
     from mimo2codex.translate import envelope
 
     base = json.load(open(ROOT / "tests" / "fixtures" / "codex" / "05_parallel_calls_followup.json"))
@@ -418,7 +420,7 @@ def codex_request(size: int, items: int | None = None) -> dict:
     filler = len(json.dumps(body))
     per_turn = max(200, (size - filler) // turns)
     out_len = max(20, per_turn - 1800)
-    line = "def function_%d(arg):  # a line of source code returned by a tool call\n"
+    line = "def function_%d(arg):  # " + ("工具调用返回的一行源代码 — 已检查" if zh else "a line of source code returned by a tool call") + "\n"
     for t in range(turns):
         output = "".join(line % i for i in range(out_len // 70 + 1))[:out_len]
         call_id = f"call_{t:06d}"
@@ -480,7 +482,7 @@ def addon_request_ms(raw: bytes, repeat: int) -> tuple[float, float]:
     return min(times) * 1000, med(times) * 1000
 
 
-def bench_request(targets: list[Target], sizes: list[tuple[int, int | None]], repeat: int) -> dict:
+def bench_request(targets: list[Target], sizes: list[tuple[int, int | None, bool]], repeat: int) -> dict:
     show("request: a Codex request end to end, and the addon's request hook alone (ms; 4 MB = 500 items, ~1M tokens)")
     from mimo2codex.translate import request as request_mod, rules
 
@@ -489,10 +491,10 @@ def bench_request(targets: list[Target], sizes: list[tuple[int, int | None]], re
     out = {}
     print("  request sent to answer complete (a tiny answer), best of %d interleaved; 'added' is over plain mitmdump, which "
           "carries the translated Chat request (mitmdump's own cost is plain - direct)" % repeat)
-    print(f"  {'size':>8s} {'items':>6s} {'hook':>7s} {'(med)':>7s} " + " ".join(f"{t.name[:14]:>14s}" for t in rows)
+    print(f"  {'size':>10s} {'items':>6s} {'hook':>7s} {'(med)':>7s} " + " ".join(f"{t.name[:14]:>14s}" for t in rows)
           + "   added by mimo2codex: ms, ms/MB" + "".join(f"; {t.name}" for t in rows if is_peer(t.name)))
-    for size, items in sizes:
-        body = codex_request(size, items)
+    for size, items, zh in sizes:
+        body = codex_request(size, items, zh)
         raw = codex_bytes(body)
         raw_marked = raw[:-1] + b',"metadata":{"m":"bench:tiny"}}'
         ms, ms_med = addon_request_ms(raw, repeat)
@@ -507,9 +509,9 @@ def bench_request(targets: list[Target], sizes: list[tuple[int, int | None]], re
                 e2e[t.name] = min(e2e.get(t.name, float("inf")), ttfb * 1000)
         mb = len(raw) / 1e6
         added = {t.name: e2e[t.name] - e2e["plain"] for t in rows if t.name not in ("direct", "plain")}
-        print(f"  {mb:6.2f}MB {len(body['input']):6d} {ms:6.1f}ms {ms_med:6.1f}ms " + " ".join(f"{e2e[t.name]:11.1f} ms" for t in rows)
+        print(f"  {mb:6.2f}MB{' zh' if zh else '   '} {len(body['input']):6d} {ms:6.1f}ms {ms_med:6.1f}ms " + " ".join(f"{e2e[t.name]:11.1f} ms" for t in rows)
               + "   " + "; ".join(f"{added[n]:+.1f} ms, {added[n] / mb:+.1f} ms/MB" for n in added))
-        out[(size, items)] = {"mb": mb, "hook": ms, "e2e": e2e, "added": added}
+        out[(size, items, zh)] = {"mb": mb, "hook": ms, "e2e": e2e, "added": added}
     return out
 
 
@@ -596,8 +598,10 @@ def run_set(framing: str, args, n_rounds: int) -> None:
                 bench_concurrent(targets, streams, 200)
         if "request" in args.sections:
             # Request cost does not depend on the answer's framing: the second set only repeats the two shapes the issue names.
-            sizes = [(100_000, None), (100_000, 500), (1_000_000, None), (4_000_000, None), (16_000_000, None)]
-            bench_request(targets, sizes if framing == "mimo" else [(100_000, 500), (4_000_000, None)], 5 if args.quick else 9)
+            sizes = [(100_000, None, False), (100_000, 500, False), (1_000_000, None, False), (4_000_000, None, False),
+                     (4_000_000, None, True), (16_000_000, None, False)]
+            bench_request(targets, sizes if framing == "mimo" else [(100_000, 500, False), (4_000_000, None, False)],
+                          5 if args.quick else 9)
         if "profile" in args.sections:
             bench_profile(5000, 4_000_000, framing)
     finally:
