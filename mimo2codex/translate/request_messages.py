@@ -180,6 +180,8 @@ class _History:
         if not isinstance(item, dict):
             raise BadRequest("each entry of 'input' must be an object", "input")
         kind = item.get("type") or ("message" if "role" in item else None)
+        if kind is not None and not isinstance(kind, str):
+            raise BadRequest(f"an input item's 'type' must be a string, not {type(kind).__name__}", "input")
         if kind == "message":
             self.message(item)
         elif kind == "reasoning":
